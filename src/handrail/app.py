@@ -1,0 +1,332 @@
+"""App: a store, the workflows and tools registered on it, and how tasks are started."""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from handrail import serde
+from handrail.clock import Clock, SystemClock
+from handrail.context import _CURRENT
+from handrail.errors import ConfigurationError, NotFoundError
+from handrail.handle import TaskHandle
+from handrail.journal import Event, EventKind, TaskStatus
+from handrail.lease import Heartbeat
+from handrail.store.base import NewTask, Store
+from handrail.store.url import open_store
+from handrail.tools import Reversibility, Tool, ToolCall, make_tool
+from handrail.workflow import Workflow, drive, make_workflow
+
+if TYPE_CHECKING:
+    from handrail.worker import Worker
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class App:
+    """The entry point: ``App(store)`` binds workflows and tools to a store.
+
+    ``store`` is a :class:`~handrail.store.Store`, a SQLite path, a ``sqlite:///`` or
+    ``postgresql://`` URL, or ``None`` for ``$HANDRAIL_DB`` / ``./handrail.db``.
+    ``worker_id`` fixes this process's identity; an App opened with an explicit
+    ``worker_id`` takes back the leases its earlier (dead) incarnation held, so its tasks
+    resume at once rather than after the lease expires.
+    """
+
+    def __init__(
+        self,
+        store: Store | str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        lease_seconds: float = 30.0,
+    ):
+        if lease_seconds <= 0:
+            raise ConfigurationError("lease_seconds must be > 0")
+        self.store: Store = (
+            open_store(store) if store is None or isinstance(store, str | os.PathLike) else store
+        )
+        self.clock: Clock = clock or SystemClock()
+        self.lease_seconds = lease_seconds
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.workflows: dict[str, Workflow] = {}
+        self.tools: dict[str, Tool] = {}
+        self.heartbeat = Heartbeat(self)
+        self._finished = threading.Condition()
+        self._wakers: list[threading.Event] = []
+        if worker_id is not None:
+            self.store.release_worker(worker_id)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the heartbeat and close the store."""
+        self.heartbeat.stop()
+        self.store.close()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- registration --------------------------------------------------------------------
+
+    @overload
+    def workflow(self, fn: F, /) -> Workflow: ...
+
+    @overload
+    def workflow(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_execution_time: float | None = None,
+    ) -> Callable[[F], Workflow]: ...
+
+    def workflow(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_execution_time: float | None = None,
+    ) -> Workflow | Callable[[F], Workflow]:
+        """Register a workflow: ``def wf(ctx: TaskContext, ...)``, plain or ``async``.
+
+        ``queue`` picks the workers that run it; ``max_execution_time`` (seconds) is how long
+        a task may be in progress before monitoring calls it stuck."""
+
+        def register(f: F) -> Workflow:
+            wf = make_workflow(f, name=name, queue=queue, max_execution_time=max_execution_time)
+            if wf.name in self.workflows and self.workflows[wf.name].fn is not f:
+                raise ConfigurationError(f"a workflow named {wf.name!r} is registered already")
+            self.workflows[wf.name] = wf
+            return wf
+
+        return register(fn) if fn is not None else register
+
+    @overload
+    def tool(self, fn: F, /) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        reversibility: Reversibility | str = Reversibility.PARTIALLY_REVERSIBLE,
+        idempotent: bool = False,
+        idempotency_key: bool = False,
+        reconcile: Callable[[ToolCall], Any] | None = None,
+        describe: str | None = None,
+        data_accessed: Sequence[str] = (),
+        data_modified: Sequence[str] = (),
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        name: str | None = None,
+        reversibility: Reversibility | str = Reversibility.PARTIALLY_REVERSIBLE,
+        idempotent: bool = False,
+        idempotency_key: bool = False,
+        reconcile: Callable[[ToolCall], Any] | None = None,
+        describe: str | None = None,
+        data_accessed: Sequence[str] = (),
+        data_modified: Sequence[str] = (),
+    ) -> F | Callable[[F], F]:
+        """Register a tool. Inside a workflow each call is a recorded step; outside one the
+        function just runs.
+
+        - ``reversibility``: fully_reversible, partially_reversible or irreversible;
+        - ``idempotent``: running it twice has the effect of running it once;
+        - ``idempotency_key``: the function takes an ``idempotency_key`` argument, which
+          handrail fills with a key stable across attempts of the same step;
+        - ``reconcile(call) -> output | NOT_DONE | UNKNOWN``: after a crash, says whether
+          the effect of an in-doubt call happened;
+        - ``describe``: the compliance sentence, a template over the call's arguments;
+        - ``data_accessed`` / ``data_modified``: what the tool reads and changes.
+        """
+
+        def register(f: F) -> F:
+            tool = make_tool(
+                f,
+                name=name,
+                reversibility=reversibility,
+                idempotent=idempotent,
+                idempotency_key=idempotency_key,
+                reconcile=reconcile,
+                describe=describe,
+                data_accessed=data_accessed,
+                data_modified=data_modified,
+            )
+            if tool.name in self.tools and self.tools[tool.name].fn is not f:
+                raise ConfigurationError(f"a tool named {tool.name!r} is registered already")
+            self.tools[tool.name] = tool
+            wrapped: F = _wrap(tool)
+            return wrapped
+
+        return register(fn) if fn is not None else register
+
+    # -- tasks ---------------------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: Workflow | str,
+        /,
+        *args: Any,
+        task_id: str | None = None,
+        initiator: str | None = None,
+        queue: str | None = None,
+        **kwargs: Any,
+    ) -> TaskHandle:
+        """Enqueue a task; a worker (or :meth:`execute`) runs it. Returns its handle."""
+        wf = self._workflow(workflow)
+        tid = task_id or uuid.uuid4().hex
+        now = self.clock.now()
+        inputs_json = serde.dumps({"args": args, "kwargs": kwargs}, what="input", step=wf.name)
+        q = queue or wf.queue
+        event = Event(
+            task_id=tid,
+            seq=0,
+            kind=EventKind.TASK_CREATED,
+            timestamp=now,
+            inputs_json=inputs_json,
+            actor=initiator,
+            data={"workflow": wf.name, "queue": q},
+        )
+        self.store.create_task(
+            NewTask(
+                task_id=tid,
+                workflow=wf.name,
+                queue=q,
+                created_at=now,
+                run_at=now,
+                initiator=initiator,
+                max_execution_seconds=wf.max_execution_seconds,
+                event=event,
+            )
+        )
+        for waker in list(self._wakers):
+            waker.set()
+        return TaskHandle(self, tid)
+
+    def run(self, workflow: Workflow | str, /, *args: Any, **kwargs: Any) -> TaskHandle:
+        """Start a task and drive it in this thread until it finishes or suspends."""
+        handle = self.start(workflow, *args, **kwargs)
+        return self.execute(handle.task_id)
+
+    def execute(self, task_id: str) -> TaskHandle:
+        """Claim ``task_id`` (it must be runnable now) and drive it in this thread."""
+        claim = self.store.claim_task(
+            self.worker_id,
+            now=self.clock.now(),
+            lease_seconds=self.lease_seconds,
+            task_id=task_id,
+        )
+        if claim is None:
+            record = self.store.get_task(task_id)
+            if record is None:
+                raise NotFoundError("task", task_id)
+            from handrail.errors import InvalidOperationError
+
+            raise InvalidOperationError(
+                f"task {task_id} is not runnable now (status {record.status.value}"
+                + (", held by a live lease" if record.leased(self.clock.now()) else "")
+                + ")",
+                task_id=task_id,
+            )
+        self.run_claim(claim)
+        return TaskHandle(self, task_id)
+
+    def run_claim(self, claim: Any, stopping: Callable[[], bool] | None = None) -> TaskStatus:
+        """Drive a claimed task with its lease kept alive; wake anyone waiting on it."""
+        self.heartbeat.add(claim.lease)
+        try:
+            status = drive(self, claim, stopping)
+        finally:
+            self.heartbeat.discard(claim.lease)
+            with self._finished:
+                self._finished.notify_all()
+        return status
+
+    def handle(self, task_id: str) -> TaskHandle:
+        """The handle of an existing task."""
+        if self.store.get_task(task_id) is None:
+            raise NotFoundError("task", task_id)
+        return TaskHandle(self, task_id)
+
+    def worker(
+        self,
+        *,
+        concurrency: int = 4,
+        queues: Sequence[str] | None = None,
+        poll_interval: float = 0.5,
+    ) -> Worker:
+        """An in-process worker (``with app.worker(): ...`` runs it in the background)."""
+        from handrail.worker import Worker
+
+        return Worker(self, concurrency=concurrency, queues=queues, poll_interval=poll_interval)
+
+    def _workflow(self, workflow: Workflow | str) -> Workflow:
+        name = workflow if isinstance(workflow, str) else workflow.name
+        wf = self.workflows.get(name)
+        if wf is None:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise ConfigurationError(
+                f"no workflow named {name!r} is registered on this app (registered: {known})"
+            )
+        return wf
+
+    def wait_finished(self, timeout: float) -> None:
+        """Block until a task driven in this process finishes or ``timeout`` passes."""
+        with self._finished:
+            self._finished.wait(timeout)
+
+    def add_waker(self, event: threading.Event) -> None:
+        self._wakers.append(event)
+
+    def remove_waker(self, event: threading.Event) -> None:
+        if event in self._wakers:
+            self._wakers.remove(event)
+
+
+def _wrap(tool: Tool) -> Any:
+    """The function users call: a recorded step inside a workflow, a plain call outside."""
+    fn = tool.fn
+    if tool.is_async:
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = _CURRENT.get()
+            if ctx is None:
+                return await fn(*args, **kwargs)
+            return await ctx.call_tool_async(tool, args, kwargs)
+
+        async_wrapper.tool = tool  # type: ignore[attr-defined]
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = _CURRENT.get()
+        if ctx is None:
+            return fn(*args, **kwargs)
+        return ctx.call_tool(tool, args, kwargs)
+
+    wrapper.tool = tool  # type: ignore[attr-defined]
+    return wrapper
+
+
+__all__ = ["App", "TaskStatus"]

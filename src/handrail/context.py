@@ -1,0 +1,501 @@
+"""TaskContext: one run of a task's workflow function, and how each step is recorded.
+
+A durable step looks up the journal first, by step index:
+
+- recorded as completed: return the recorded output, do not run;
+- recorded as failed: raise :class:`ToolCallFailed` again, do not run;
+- intent recorded but no result (*in doubt*, the process died mid-step): run again only if
+  that is safe (idempotent tool, idempotency key, or ``reconcile`` says the effect did not
+  happen); otherwise raise an intervention and wait for a human;
+- not recorded: record the intent, run, record the result.
+
+Write-ahead with one commit per step: the intent of step *k+1* and the result of step *k*
+share one transaction. A result may wait for that transaction only when re-running the step
+would be harmless (the tool is safe to re-run); any other tool's result is committed as soon
+as the tool returns, so a crash cannot leave a finished side effect looking undone.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from handrail import serde
+from handrail.errors import (
+    CancelRequested,
+    NonDeterminismError,
+    SerializationError,
+    Suspended,
+    ToolCallFailed,
+)
+from handrail.journal import Event, EventKind, StepStatus, TaskState, TaskStatus, apply
+from handrail.store.base import UNSET, Lease, Store, _Unset
+from handrail.tools import NOT_DONE, UNKNOWN, Reversibility, Tool, ToolCall, idempotency_key
+
+if TYPE_CHECKING:
+    from handrail.clock import Clock
+
+_CURRENT: ContextVar[TaskContext | None] = ContextVar("handrail_task", default=None)
+
+_STARTED = EventKind.STEP_STARTED
+_COMPLETED = EventKind.STEP_COMPLETED
+_S_COMPLETED = StepStatus.COMPLETED
+_S_FAILED = StepStatus.FAILED
+
+
+def current_task() -> TaskContext | None:
+    """The task this code runs in, or ``None`` outside a workflow."""
+    return _CURRENT.get()
+
+
+def _builtin(name: str) -> Tool:
+    return Tool(
+        fn=lambda: None,
+        name=name,
+        reversibility=Reversibility.FULLY_REVERSIBLE,
+        idempotent=True,
+    )
+
+
+_NOW = _builtin("handrail.now")
+_RANDOM = _builtin("handrail.random")
+_UUID = _builtin("handrail.uuid")
+_SLEEP = Tool(
+    fn=lambda: None,
+    name="handrail.sleep",
+    reversibility=Reversibility.FULLY_REVERSIBLE,
+    idempotent=True,
+)
+
+
+class _Run:
+    """A step to execute now."""
+
+    __slots__ = ("index", "kwargs", "started")
+
+    def __init__(self, index: int, kwargs: dict[str, Any]):
+        self.index = index
+        self.kwargs = kwargs
+        self.started = time.perf_counter()
+
+
+class _Recorded:
+    """A step whose output the journal already holds."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+class TaskContext:
+    """The handle a workflow function receives first: records steps, replays the journal.
+
+    Code between steps must be deterministic; anything else (the clock, randomness, an LLM
+    call) goes through a step: :meth:`now`, :meth:`random`, :meth:`uuid`, :meth:`step`.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        lease: Lease,
+        state: TaskState,
+        stopping: Callable[[], bool] | None = None,
+    ):
+        self.task_id = lease.task_id
+        self._store = store
+        self._clock = clock
+        self._lease = lease
+        self.state = state
+        self._next_seq = state.last_seq + 1
+        self._index = 0
+        self._pending: list[Event] = []
+        self._reasoning: str | None = None
+        self._poison: NonDeterminismError | None = None
+        self._stopping = stopping
+        self._lock = threading.Lock()
+
+    # -- public API ----------------------------------------------------------------------
+
+    @property
+    def workflow(self) -> str:
+        return self.state.workflow
+
+    @property
+    def initiator(self) -> str | None:
+        return self.state.initiator
+
+    @property
+    def step_index(self) -> int:
+        """The index the next step will get."""
+        return self._index
+
+    def reason(self, text: str) -> None:
+        """Attach the agent's reasoning to the next step (shown in the timeline and the
+        context summary)."""
+        self._reasoning = text
+
+    def context_summary(self) -> str:
+        """The completed steps, for an LLM prompt."""
+        return self.state.context_summary()
+
+    def now(self) -> float:
+        """The time, recorded once: replay returns the same value."""
+        return float(self.call_tool(_NOW, (), {}, run=self._clock.now))
+
+    def random(self) -> float:
+        """A random float in [0, 1), recorded once."""
+        return float(self.call_tool(_RANDOM, (), {}, run=_random.random))
+
+    def uuid(self) -> str:
+        """A random UUID string, recorded once."""
+        return str(self.call_tool(_UUID, (), {}, run=lambda: str(uuid.uuid4())))
+
+    def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` as a recorded step named ``name`` (for an LLM call or
+        any other non-deterministic operation without side effects: re-run if in doubt)."""
+        tool = Tool(fn=fn, name=name, reversibility=Reversibility.FULLY_REVERSIBLE, idempotent=True)
+        return self.call_tool(tool, args, kwargs)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait durably: the due time is stored, the task holds no worker while it waits,
+        and any worker continues it once the time has come, across restarts."""
+        index = self._index
+        recorded = self.state.steps.get(index)
+        if recorded is None:
+            due = self._clock.now() + float(seconds)
+            self._index += 1
+            self._reasoning, reasoning = None, self._reasoning
+            intent = self._event(
+                _STARTED,
+                step_index=index,
+                step_name=_SLEEP.name,
+                inputs_json=serde.dumps({"seconds": seconds, "due": due}),
+                agent_reasoning=reasoning,
+            )
+            timer = self._event(EventKind.TIMER_SET, step_index=index, data={"due": due})
+            self._write([intent, timer], honor_cancel=True, run_at=due, release=True)
+            raise Suspended(f"sleeping until {due}")
+        self._check_name(index, recorded.name, _SLEEP.name)
+        if recorded.status is _S_COMPLETED:
+            self._index += 1
+            return
+        due = float(serde.loads(recorded.inputs_json)["due"])
+        if self._clock.now() < due:
+            self._write([], run_at=due, release=True)
+            raise Suspended(f"sleeping until {due}")
+        self._index += 1
+        self._pending.append(self._event(_COMPLETED, step_index=index, step_name=_SLEEP.name))
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def call_tool(
+        self,
+        tool: Tool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        run: Callable[..., Any] | None = None,
+    ) -> Any:
+        """Run ``tool`` as a recorded step (synchronous tools)."""
+        plan = self._plan(tool, args, kwargs)
+        if type(plan) is _Recorded:
+            return plan.value
+        assert isinstance(plan, _Run)
+        try:
+            output = (run or tool.fn)(*args, **plan.kwargs)
+        except Exception as exc:
+            self._record_failure(tool, plan, exc)
+        return self._record_success(tool, plan, output)
+
+    async def call_tool_async(
+        self, tool: Tool, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run ``tool`` as a recorded step (coroutine tools)."""
+        plan = self._plan(tool, args, kwargs)
+        if type(plan) is _Recorded:
+            return plan.value
+        assert isinstance(plan, _Run)
+        try:
+            output = await tool.fn(*args, **plan.kwargs)
+        except Exception as exc:
+            self._record_failure(tool, plan, exc)
+        return self._record_success(tool, plan, output)
+
+    def _plan(self, tool: Tool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Run | _Recorded:
+        if self._poison is not None:
+            raise self._poison
+        index = self._index
+        self._index = index + 1
+        reasoning = self._reasoning
+        self._reasoning = None
+        recorded = self.state.steps.get(index)
+        if recorded is not None:
+            self._check_name(index, recorded.name, tool.name)
+            if recorded.status is _S_COMPLETED:
+                return _Recorded(serde.loads(recorded.outputs_json))
+            return self._plan_recorded(tool, index, args, kwargs)
+        if self._stopping is not None and self._stopping():
+            self._write([], run_at=self._clock.now(), release=True)
+            raise Suspended("worker stopping; another worker continues the task")
+        try:
+            inputs_json = serde.dumps(
+                {"args": args, "kwargs": kwargs}, what="input", step=tool.name
+            )
+        except SerializationError:
+            self._index = index
+            raise
+        self._write(
+            [
+                self._event(
+                    _STARTED,
+                    step_index=index,
+                    step_name=tool.name,
+                    inputs_json=inputs_json,
+                    agent_reasoning=reasoning,
+                )
+            ],
+            honor_cancel=True,
+        )
+        return _Run(index, self._with_key(tool, index, kwargs))
+
+    def _plan_recorded(
+        self, tool: Tool, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> _Run | _Recorded:
+        """A step the journal knows but did not see finish (or saw fail)."""
+        step = self.state.steps[index]
+        if step.status is _S_FAILED and not step.rerun_authorized:
+            error = step.error or {}
+            raise ToolCallFailed(
+                task_id=self.task_id,
+                step_index=index,
+                tool=tool.name,
+                error_type=str(error.get("type", "Error")),
+                message=str(error.get("message", "")),
+            )
+        call_kwargs = self._with_key(tool, index, kwargs)
+        if step.rerun_authorized:
+            reason = "authorized by an operator"
+        elif tool.safe_to_rerun:
+            reason = "in doubt after a crash; safe to re-run (%s)" % (
+                "idempotent" if tool.idempotent else "idempotency key"
+            )
+        else:
+            for item in self.state.open_interventions():
+                if item.step_index == index:
+                    self._write([], run_at=None, release=True)
+                    raise Suspended(f"waiting for intervention {item.intervention_id}")
+            verdict: Any = UNKNOWN
+            if tool.reconcile is not None:
+                call = ToolCall(
+                    task_id=self.task_id,
+                    step_index=index,
+                    tool=tool.name,
+                    args=args,
+                    kwargs=kwargs,
+                    idempotency_key=idempotency_key(self.task_id, index),
+                )
+                verdict = tool.reconcile(call)
+            if verdict is NOT_DONE and tool.reversibility is not Reversibility.IRREVERSIBLE:
+                reason = "in doubt after a crash; reconcile says the effect did not happen"
+            elif verdict is not NOT_DONE and verdict is not UNKNOWN:
+                outputs_json = serde.dumps(verdict, what="reconciled output", step=tool.name)
+                self._write(
+                    [
+                        self._event(
+                            _COMPLETED,
+                            step_index=index,
+                            step_name=tool.name,
+                            outputs_json=outputs_json,
+                            data={"via": "reconcile"},
+                        )
+                    ]
+                )
+                return _Recorded(serde.loads(outputs_json))
+            else:
+                self._raise_in_doubt(tool, index, verdict)
+        self._write(
+            [
+                self._event(
+                    EventKind.STEP_RETRIED,
+                    step_index=index,
+                    step_name=tool.name,
+                    data={"reason": reason, "attempt": step.attempts + 1},
+                )
+            ],
+            honor_cancel=True,
+        )
+        return _Run(index, call_kwargs)
+
+    def _raise_in_doubt(self, tool: Tool, index: int, verdict: Any) -> NoReturn:
+        what = (
+            "irreversible"
+            if tool.reversibility is Reversibility.IRREVERSIBLE
+            else ("not idempotent and takes no idempotency key")
+        )
+        hint = " (reconcile says it did not happen)" if verdict is NOT_DONE else ""
+        reason = (
+            f"step {index} ({tool.name}) was in progress when its worker stopped; it is {what}, "
+            f"so whether its effect happened is in doubt{hint}. Check the target system, then "
+            "mark it done with its output, run it again, or fail the task."
+        )
+        self.raise_intervention(
+            "in_doubt",
+            reason,
+            step_index=index,
+            step_name=tool.name,
+            details={
+                "options": ["mark_done", "retry", "fail"],
+                "reversibility": tool.reversibility.value,
+            },
+        )
+
+    def raise_intervention(
+        self,
+        kind: str,
+        reason: str,
+        *,
+        step_index: int | None = None,
+        step_name: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> NoReturn:
+        """Journal an intervention, park the task for a human, and stop here."""
+        data = {"intervention_id": uuid.uuid4().hex[:12], "kind": kind, "reason": reason}
+        data.update(details or {})
+        event = self._event(
+            EventKind.INTERVENTION_RAISED,
+            step_index=step_index,
+            step_name=step_name,
+            data=data,
+        )
+        self._write([event], status=TaskStatus.AWAITING_INTERVENTION, run_at=None, release=True)
+        raise Suspended(reason)
+
+    def _record_success(self, tool: Tool, plan: _Run, output: Any) -> Any:
+        try:
+            outputs_json = serde.dumps(output, what="output", step=tool.name)
+        except SerializationError as exc:
+            self._record_failure(tool, plan, exc)
+        event = self._event(
+            _COMPLETED, step_index=plan.index, step_name=tool.name, outputs_json=outputs_json
+        )
+        self._pending.append(event)
+        if not tool.safe_to_rerun:
+            self._write([])
+        return serde.loads(outputs_json)
+
+    def _record_failure(self, tool: Tool, plan: _Run, exc: BaseException) -> NoReturn:
+        error_type, message = type(exc).__qualname__, str(exc)[:4000]
+        error = {
+            "type": error_type,
+            "message": message,
+            "step_index": plan.index,
+            "tool": tool.name,
+        }
+        self._write(
+            [
+                self._event(
+                    EventKind.STEP_FAILED,
+                    step_index=plan.index,
+                    step_name=tool.name,
+                    error=error,
+                )
+            ]
+        )
+        raise ToolCallFailed(
+            task_id=self.task_id,
+            step_index=plan.index,
+            tool=tool.name,
+            error_type=error_type,
+            message=message,
+        ) from exc
+
+    def _with_key(self, tool: Tool, index: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not tool.takes_idempotency_key:
+            return kwargs
+        return {**kwargs, "idempotency_key": idempotency_key(self.task_id, index)}
+
+    def _check_name(self, index: int, recorded: str, requested: str) -> None:
+        if recorded != requested:
+            self._poison = NonDeterminismError(self.task_id, index, recorded, requested)
+            raise self._poison
+
+    # -- journal writes ------------------------------------------------------------------
+
+    def _event(self, kind: EventKind, **fields: Any) -> Event:
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        return Event(self.task_id, seq, kind, self._clock.now(), **fields)
+
+    def _write(
+        self,
+        events: Sequence[Event],
+        *,
+        status: TaskStatus | None = None,
+        run_at: float | _Unset | None = UNSET,
+        release: bool = False,
+        honor_cancel: bool = False,
+    ) -> None:
+        """Append the pending results and ``events`` in one fenced transaction."""
+        batch = self._pending + list(events) if self._pending else list(events)
+        if not batch and isinstance(run_at, _Unset) and not release and status is None:
+            return
+        try:
+            self._store.append_events(
+                self._lease,
+                batch,
+                now=self._clock.now(),
+                status=status,
+                run_at=run_at,
+                release=release,
+                honor_cancel=honor_cancel,
+            )
+        except CancelRequested:
+            if events:
+                self._next_seq = events[0].seq
+            self._finish_cancelled()
+            raise
+        self._pending = []
+        state = self.state
+        for event in batch:
+            apply(state, event)
+
+    def _finish_cancelled(self) -> None:
+        actor = self.state.cancel_requested_by or "operator"
+        record = self._store.get_task(self.task_id)
+        if record is not None and record.cancel_requested_by:
+            actor = record.cancel_requested_by
+        events = [
+            self._event(EventKind.CANCEL_REQUESTED, actor=actor),
+            self._event(EventKind.TASK_CANCELLED, actor=actor),
+        ]
+        self._write(events, status=TaskStatus.CANCELLED, run_at=None, release=True)
+
+    # -- task outcomes (called by the runner) --------------------------------------------
+
+    def finish_cancelled(self) -> None:
+        """Finalize a cancel request seen before the workflow ran."""
+        self._finish_cancelled()
+
+    def complete(self, result: Any) -> None:
+        outputs_json = serde.dumps(result, what="result", step=f"workflow {self.workflow}")
+        event = self._event(EventKind.TASK_COMPLETED, outputs_json=outputs_json)
+        self._write([event], status=TaskStatus.COMPLETED, run_at=None, release=True)
+
+    def fail(self, error: dict[str, Any]) -> None:
+        event = self._event(EventKind.TASK_FAILED, error=error)
+        self._write([event], status=TaskStatus.FAILED, run_at=None, release=True)
+
+    def park(self) -> None:
+        """Give the task back (worker stopping) so any worker continues it now."""
+        self._write([], run_at=self._clock.now(), release=True)
+
+    @property
+    def poisoned(self) -> NonDeterminismError | None:
+        return self._poison

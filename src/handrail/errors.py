@@ -1,0 +1,170 @@
+"""handrail's exceptions: one root, facts as attributes, messages that say what to do.
+
+Hierarchy::
+
+    HandrailError (Exception)
+    ├── ConfigurationError          bad App/tool/workflow setup, bad store URL
+    ├── SerializationError          a value that JSON cannot carry (names the step and type)
+    ├── NotFoundError               unknown task or intervention id
+    ├── InvalidOperationError       an operation the task's current state does not allow
+    ├── StoreError                  the store failed (driver errors are translated to this)
+    │   ├── TaskExistsError         a task id that is already taken
+    │   └── StaleWriteError         an operator write raced a worker; re-read and retry
+    ├── ToolCallFailed              a tool raised; the workflow may catch it (same on replay)
+    ├── TaskFailedError             waiting on a handle whose task failed
+    ├── TaskCancelledError          waiting on a handle whose task was cancelled
+    └── NonDeterminismError         workflow code no longer matches its journal
+
+    HandrailSignal (BaseException)  control flow a user's ``except Exception`` cannot swallow
+    ├── Suspended                   the task waits (intervention, approval, timer)
+    ├── LeaseLost                   another worker owns the task now; stop without writing
+    └── CancelRequested             an operator cancelled the task; unwind at the step boundary
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HandrailError(Exception):
+    """Root of every error handrail raises."""
+
+
+class ConfigurationError(HandrailError):
+    """The app, a tool or a workflow is set up wrongly; the message says how to fix it."""
+
+
+class SerializationError(HandrailError):
+    """A step's input or output cannot be stored as JSON."""
+
+    def __init__(self, message: str, *, step: str | None = None, type_name: str | None = None):
+        super().__init__(message)
+        self.step = step
+        self.type_name = type_name
+
+
+class NotFoundError(HandrailError):
+    """An id that names nothing in the store."""
+
+    def __init__(self, kind: str, ident: str):
+        super().__init__(
+            f"no {kind} with id {ident!r}; list them with `handrail {kind}s list` "
+            "(or check --app / HANDRAIL_DB points at the right store)"
+        )
+        self.kind = kind
+        self.ident = ident
+
+
+class InvalidOperationError(HandrailError):
+    """The task's current state does not allow the operation."""
+
+    def __init__(self, message: str, *, task_id: str | None = None):
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class StoreError(HandrailError):
+    """The store could not carry out an operation."""
+
+
+class TaskExistsError(StoreError):
+    """A task with this id exists already."""
+
+    def __init__(self, task_id: str):
+        super().__init__(f"a task with id {task_id!r} exists already; choose another id")
+        self.task_id = task_id
+
+
+class StaleWriteError(StoreError):
+    """The task changed between reading and writing (for example a worker claimed it)."""
+
+    def __init__(self, task_id: str, detail: str):
+        super().__init__(f"task {task_id}: {detail}; re-read the task and try again")
+        self.task_id = task_id
+
+
+class ToolCallFailed(HandrailError):
+    """A tool raised. Raised the same way on first run and on replay, so workflows stay
+    deterministic: catch this, not the tool's own exception type. The live exception, when
+    there is one, is ``__cause__``."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        step_index: int,
+        tool: str,
+        error_type: str,
+        message: str,
+    ):
+        super().__init__(f"tool {tool!r} (step {step_index}) failed: {error_type}: {message}")
+        self.task_id = task_id
+        self.step_index = step_index
+        self.tool = tool
+        self.error_type = error_type
+        self.error_message = message
+
+
+class TaskFailedError(HandrailError):
+    """The awaited task failed."""
+
+    def __init__(self, task_id: str, error: dict[str, Any] | None):
+        error = error or {}
+        where = f" at step {error['step_index']}" if error.get("step_index") is not None else ""
+        super().__init__(
+            f"task {task_id} failed{where}: {error.get('type', 'Error')}: "
+            f"{error.get('message', '')} (see `handrail tasks show {task_id}`)"
+        )
+        self.task_id = task_id
+        self.error = error
+
+
+class TaskCancelledError(HandrailError):
+    """The awaited task was cancelled."""
+
+    def __init__(self, task_id: str):
+        super().__init__(f"task {task_id} was cancelled")
+        self.task_id = task_id
+
+
+class NonDeterminismError(HandrailError):
+    """The workflow asked for another step than its journal recorded at this index."""
+
+    def __init__(self, task_id: str, step_index: int, recorded: str, requested: str):
+        super().__init__(
+            f"task {task_id}: non-determinism at step {step_index}: the journal recorded "
+            f"{recorded!r} but the workflow now calls {requested!r}. Workflow code between "
+            "steps must be deterministic; deploy the old code to finish this task, or cancel it."
+        )
+        self.task_id = task_id
+        self.step_index = step_index
+        self.recorded = recorded
+        self.requested = requested
+
+
+class HandrailSignal(BaseException):
+    """Control flow through user code; derives from BaseException on purpose."""
+
+
+class Suspended(HandrailSignal):
+    """The task stops here and waits; the reason is already journaled."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class LeaseLost(HandrailSignal):
+    """This worker no longer owns the task; nothing more may be written."""
+
+    def __init__(self, task_id: str):
+        super().__init__(f"task {task_id}: lease lost to another worker")
+        self.task_id = task_id
+
+
+class CancelRequested(HandrailSignal):
+    """An operator asked to cancel the task; it stops at the step boundary."""
+
+    def __init__(self, task_id: str):
+        super().__init__(f"task {task_id}: cancel requested")
+        self.task_id = task_id

@@ -1,0 +1,188 @@
+"""The store protocol: everything handrail keeps, in domain words.
+
+A store holds two things per task:
+
+- the **journal** (``events``): append-only, the truth;
+- the **task row**: a projection of the journal (status) plus scheduling facts that are not
+  history (when it may run next, which worker holds its lease, the fencing epoch, a pending
+  cancel request). It is rewritten in the same transaction as the events it follows.
+
+Many workers share one store. A worker *claims* a runnable task and gets a :class:`Lease`
+with a fencing ``epoch``; every write it makes names that lease, and the store refuses it
+(``LeaseLost``) once another claim bumped the epoch. Operators (cancel, resume, resolve an
+intervention) write only to tasks no live lease holds, conditioned on the journal's last
+sequence number (``StaleWriteError`` if it moved).
+
+Durable time: a task's ``run_at`` is its next due time (a timer, a deadline, a back-off). A
+task with ``run_at`` NULL waits for a human; ``claim_task`` takes tasks whose ``run_at`` has
+come and whose lease is free or expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from handrail.journal import Event, TaskStatus
+
+
+class _Unset:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+"""Marks an argument that leaves a column as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A worker's right to drive one task, until another claim bumps ``epoch``."""
+
+    task_id: str
+    worker_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """The task row: status projection and scheduling facts."""
+
+    task_id: str
+    workflow: str
+    queue: str
+    status: TaskStatus
+    created_at: float
+    updated_at: float
+    run_at: float | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    epoch: int
+    cancel_requested_by: str | None
+    initiator: str | None
+    max_execution_seconds: float | None
+
+    def leased(self, now: float) -> bool:
+        """A live lease holds the task."""
+        return (
+            self.lease_owner is not None
+            and self.lease_expires_at is not None
+            and self.lease_expires_at > now
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """What creating a task needs; its ``task_created`` event is written with it."""
+
+    task_id: str
+    workflow: str
+    queue: str
+    created_at: float
+    run_at: float | None
+    initiator: str | None
+    max_execution_seconds: float | None
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claimed task: its row, the lease, and its whole journal (the claim event last)."""
+
+    task: TaskRecord
+    lease: Lease
+    events: list[Event]
+
+
+class Store(Protocol):
+    """Where tasks and their journals live. Implementations: memory, SQLite, PostgreSQL."""
+
+    def create_task(self, task: NewTask) -> None:
+        """Insert the task row and its ``task_created`` event (seq 0). ``TaskExistsError``
+        if the id is taken."""
+
+    def claim_task(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        queues: Sequence[str] | None = None,
+        workflows: Sequence[str] | None = None,
+        task_id: str | None = None,
+    ) -> Claim | None:
+        """Take the runnable task due first (or ``task_id`` if it is runnable): bump its
+        epoch, lease it to ``worker_id``, append a ``task_claimed`` event and return it with
+        its journal. ``None`` if nothing is runnable."""
+
+    def renew_lease(self, lease: Lease, *, now: float, lease_seconds: float) -> bool:
+        """Extend a lease still held; ``False`` if it was lost."""
+
+    def release_worker(self, worker_id: str) -> int:
+        """Expire every lease ``worker_id`` holds (a restarted worker with a fixed identity
+        takes its tasks back at once). Returns how many."""
+
+    def append_events(
+        self,
+        lease: Lease,
+        events: Sequence[Event],
+        *,
+        now: float,
+        status: TaskStatus | None = None,
+        run_at: float | _Unset | None = UNSET,
+        release: bool = False,
+        honor_cancel: bool = False,
+    ) -> None:
+        """Append ``events`` atomically, fenced by ``lease``; optionally set the status, the
+        next due time, and give up the lease. Raises ``LeaseLost`` if the epoch moved, and
+        with ``honor_cancel`` raises ``CancelRequested`` (writing nothing) if an operator
+        asked to cancel."""
+
+    def append_unleased(
+        self,
+        task_id: str,
+        events: Sequence[Event],
+        *,
+        expect_seq: int,
+        now: float,
+        status: TaskStatus | None = None,
+        run_at: float | _Unset | None = UNSET,
+    ) -> None:
+        """An operator's write to a task no live lease holds, whose journal ends at
+        ``expect_seq``; ``StaleWriteError`` otherwise."""
+
+    def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
+        """Flag the task for cancellation (the lease holder finalizes it at its next step
+        boundary); returns the row as it is after the flag was set."""
+
+    def load_events(self, task_id: str) -> list[Event]:
+        """The task's journal in order; empty if the task does not exist."""
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        """The task row, or ``None``."""
+
+    def list_tasks(
+        self,
+        *,
+        statuses: Sequence[TaskStatus] | None = None,
+        workflow: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+    ) -> list[TaskRecord]:
+        """Task rows, newest first."""
+
+    def next_due(
+        self,
+        *,
+        now: float,
+        queues: Sequence[str] | None = None,
+        workflows: Sequence[str] | None = None,
+    ) -> float | None:
+        """The earliest time a task in ``queues`` (of ``workflows``) becomes claimable
+        (``now`` or earlier if one is claimable already); ``None`` if none is scheduled."""
+
+    def close(self) -> None:
+        """Release connections. The store cannot be used afterwards."""

@@ -1,0 +1,89 @@
+"""Group commit: concurrent writers in one process share one SQLite transaction.
+
+SQLite makes every commit wait for the disk (``synchronous=FULL``), and it takes one writer
+at a time. Writers here hand their work to whichever thread is committing next: the first to
+take the write lock drains the queue and runs every waiting operation in one transaction,
+each in its own savepoint, so one operation's failure rolls back only itself. A lone writer
+takes the lock at once and pays nothing extra; many threads share one disk flush.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class _Op(Generic[T]):
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], T]):
+        self.fn = fn
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommitter:
+    """Runs write operations on one connection, batching those that arrive together."""
+
+    def __init__(self, conn: sqlite3.Connection, translate: Callable[[Exception], Exception]):
+        self._conn = conn
+        self._translate = translate
+        self._queue: list[_Op[Any]] = []
+        self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` inside a write transaction; return once it is committed."""
+        op: _Op[T] = _Op(fn)
+        with self._queue_lock:
+            self._queue.append(op)
+        with self._write_lock:
+            if not op.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._execute(batch)
+        if op.error is not None:
+            raise op.error
+        result: T = op.result
+        return result
+
+    def _own(self, exc: BaseException) -> BaseException:
+        return self._translate(exc) if isinstance(exc, sqlite3.Error) else exc
+
+    def _execute(self, batch: list[_Op[Any]]) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if len(batch) == 1:
+                op = batch[0]
+                try:
+                    op.result = op.fn(conn)
+                except BaseException as exc:
+                    conn.execute("ROLLBACK")
+                    op.error = self._own(exc)
+                    return
+            else:
+                for op in batch:
+                    conn.execute("SAVEPOINT handrail_op")
+                    try:
+                        op.result = op.fn(conn)
+                    except BaseException as exc:
+                        conn.execute("ROLLBACK TO handrail_op")
+                        op.error = self._own(exc)
+                    conn.execute("RELEASE handrail_op")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = self._translate(exc)
+            for op in batch:
+                if op.error is None:
+                    op.error = error
+        finally:
+            for op in batch:
+                op.done = True

@@ -1,0 +1,336 @@
+"""SQLiteStore: the embedded store on one file.
+
+Safe for many threads (a write connection shared through group commit, a read connection
+per thread) and many processes on the same file (SQLite's own locking; WAL lets readers run
+beside the writer). Migrations are applied when the store opens.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from handrail.errors import (
+    CancelRequested,
+    LeaseLost,
+    StaleWriteError,
+    StoreError,
+    TaskExistsError,
+)
+from handrail.journal import Event, EventKind, TaskStatus
+from handrail.store._rows import as_json_list, event_to_row, row_to_event, row_to_task
+from handrail.store._sql import load_migrations, load_queries
+from handrail.store.base import UNSET, Claim, Lease, NewTask, TaskRecord, _Unset
+from handrail.store.sqlite._group_commit import GroupCommitter
+
+_PACKAGE = "handrail.store.sqlite"
+_Q = load_queries(_PACKAGE)
+_CLAIMED = EventKind.TASK_CLAIMED
+
+
+def _translate(exc: Exception) -> Exception:
+    return StoreError(f"SQLite: {exc}")
+
+
+class SQLiteStore:
+    """Tasks and journals in one SQLite file."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", timeout: float = 60.0):
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = str(path)
+        self._synchronous = synchronous
+        self._timeout = timeout
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        try:
+            self._writer = self._connect()
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
+        self._commit = GroupCommitter(self._writer, _translate)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("the store is closed")
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        try:
+            return fn(self._reader())
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    def _migrate(self) -> None:
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS handrail_migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM handrail_migrations")}
+            for migration in load_migrations(_PACKAGE):
+                if migration.version in done:
+                    continue
+                for statement in _split_statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO handrail_migrations VALUES (?, ?, ?)",
+                    (migration.version, migration.name, time.time()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        self._writer.close()
+
+    # -- writes ------------------------------------------------------------------------
+
+    def create_task(self, task: NewTask) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    _Q["insert_task"],
+                    {
+                        "task_id": task.task_id,
+                        "workflow": task.workflow,
+                        "queue": task.queue,
+                        "created_at": task.created_at,
+                        "run_at": task.run_at,
+                        "initiator": task.initiator,
+                        "max_execution_seconds": task.max_execution_seconds,
+                    },
+                )
+            except sqlite3.IntegrityError:
+                raise TaskExistsError(task.task_id) from None
+            conn.execute(_Q["insert_event"], event_to_row(task.event))
+
+        self._commit.run(op)
+
+    def claim_task(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        queues: Sequence[str] | None = None,
+        workflows: Sequence[str] | None = None,
+        task_id: str | None = None,
+    ) -> Claim | None:
+        params = {
+            "worker": worker_id,
+            "expires": now + lease_seconds,
+            "now": now,
+            "queues": as_json_list(queues),
+            "workflows": as_json_list(workflows),
+            "task_id": task_id,
+        }
+
+        def op(conn: sqlite3.Connection) -> Claim | None:
+            row = conn.execute(_Q["claim_task"], params).fetchone()
+            if row is None:
+                return None
+            task = row_to_task(row)
+            rows = conn.execute(_Q["load_events"], (task.task_id,)).fetchall()
+            events = [row_to_event(r) for r in rows]
+            claimed = Event(
+                task_id=task.task_id,
+                seq=events[-1].seq + 1 if events else 0,
+                kind=_CLAIMED,
+                timestamp=now,
+                data={"worker": worker_id, "epoch": task.epoch},
+            )
+            conn.execute(_Q["insert_event"], event_to_row(claimed))
+            events.append(claimed)
+            return Claim(task, Lease(task.task_id, worker_id, task.epoch), events)
+
+        result: Claim | None = self._commit.run(op)
+        return result
+
+    def renew_lease(self, lease: Lease, *, now: float, lease_seconds: float) -> bool:
+        params = {
+            "expires": now + lease_seconds,
+            "task_id": lease.task_id,
+            "epoch": lease.epoch,
+            "worker": lease.worker_id,
+        }
+        renewed: bool = self._commit.run(
+            lambda conn: conn.execute(_Q["renew_lease"], params).rowcount == 1
+        )
+        return renewed
+
+    def release_worker(self, worker_id: str) -> int:
+        count: int = self._commit.run(
+            lambda conn: conn.execute(_Q["release_worker"], {"worker": worker_id}).rowcount
+        )
+        return count
+
+    def append_events(
+        self,
+        lease: Lease,
+        events: Sequence[Event],
+        *,
+        now: float,
+        status: TaskStatus | None = None,
+        run_at: float | _Unset | None = UNSET,
+        release: bool = False,
+        honor_cancel: bool = False,
+    ) -> None:
+        rows = [event_to_row(e) for e in events]
+        update = _update_params(lease.task_id, now, status, run_at, release)
+
+        def op(conn: sqlite3.Connection) -> None:
+            fence = conn.execute(_Q["fence"], (lease.task_id,)).fetchone()
+            if fence is None or fence[0] != lease.epoch or fence[1] != lease.worker_id:
+                raise LeaseLost(lease.task_id)
+            if honor_cancel and fence[2] is not None:
+                raise CancelRequested(lease.task_id)
+            conn.executemany(_Q["insert_event"], rows)
+            if update is not None:
+                conn.execute(_Q["update_task"], update)
+
+        self._commit.run(op)
+
+    def append_unleased(
+        self,
+        task_id: str,
+        events: Sequence[Event],
+        *,
+        expect_seq: int,
+        now: float,
+        status: TaskStatus | None = None,
+        run_at: float | _Unset | None = UNSET,
+    ) -> None:
+        rows = [event_to_row(e) for e in events]
+        update = _update_params(task_id, now, status, run_at, False)
+
+        def op(conn: sqlite3.Connection) -> None:
+            row = conn.execute(_Q["get_task"], (task_id,)).fetchone()
+            if row is None:
+                raise StaleWriteError(task_id, "the task does not exist")
+            if row_to_task(row).leased(now):
+                raise StaleWriteError(task_id, "a worker holds the task now")
+            last = conn.execute(_Q["next_seq"], (task_id,)).fetchone()[0] - 1
+            if last != expect_seq:
+                raise StaleWriteError(task_id, "its journal moved on")
+            conn.executemany(_Q["insert_event"], rows)
+            if update is not None:
+                conn.execute(_Q["update_task"], update)
+
+        self._commit.run(op)
+
+    def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
+        params = {"task_id": task_id, "actor": actor, "now": now}
+
+        def op(conn: sqlite3.Connection) -> TaskRecord:
+            row = conn.execute(_Q["request_cancel"], params).fetchone()
+            if row is None:
+                raise StaleWriteError(task_id, "the task does not exist")
+            return row_to_task(row)
+
+        record: TaskRecord = self._commit.run(op)
+        return record
+
+    # -- reads -------------------------------------------------------------------------
+
+    def load_events(self, task_id: str) -> list[Event]:
+        rows = self._read(lambda c: c.execute(_Q["load_events"], (task_id,)).fetchall())
+        return [row_to_event(r) for r in rows]
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        row = self._read(lambda c: c.execute(_Q["get_task"], (task_id,)).fetchone())
+        return None if row is None else row_to_task(row)
+
+    def list_tasks(
+        self,
+        *,
+        statuses: Sequence[TaskStatus] | None = None,
+        workflow: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+    ) -> list[TaskRecord]:
+        params = {
+            "statuses": as_json_list(None if statuses is None else [s.value for s in statuses]),
+            "workflow": workflow,
+            "queue": queue,
+            "limit": limit,
+        }
+        rows = self._read(lambda c: c.execute(_Q["list_tasks"], params).fetchall())
+        return [row_to_task(r) for r in rows]
+
+    def next_due(
+        self,
+        *,
+        now: float,
+        queues: Sequence[str] | None = None,
+        workflows: Sequence[str] | None = None,
+    ) -> float | None:
+        params = {"queues": as_json_list(queues), "workflows": as_json_list(workflows)}
+        row = self._read(lambda c: c.execute(_Q["next_due"], params).fetchone())
+        return None if row is None or row[0] is None else float(row[0])
+
+
+def _update_params(
+    task_id: str,
+    now: float,
+    status: TaskStatus | None,
+    run_at: float | _Unset | None,
+    release: bool,
+) -> dict[str, Any] | None:
+    set_run_at = not isinstance(run_at, _Unset)
+    if status is None and not set_run_at and not release:
+        return None
+    return {
+        "task_id": task_id,
+        "now": now,
+        "status": None if status is None else status.value,
+        "set_run_at": set_run_at,
+        "run_at": run_at if set_run_at else None,
+        "release": release,
+    }
+
+
+def _split_statements(sql: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in sql.splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and sqlite3.complete_statement(text):
+            statements.append(text)
+            current = []
+    rest = "\n".join(current).strip()
+    if rest and not all(ln.strip().startswith("--") or not ln.strip() for ln in rest.splitlines()):
+        statements.append(rest)
+    return statements

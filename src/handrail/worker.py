@@ -1,0 +1,137 @@
+"""Worker: claims runnable tasks from the store and drives them on a pool of threads.
+
+One dispatcher thread claims tasks while a thread is free and sleeps otherwise, until the
+next due time, a local ``App.start`` or the poll interval, whichever comes first. Several
+workers, in threads or processes on any machine sharing the store, share the work: claims
+are atomic, and leases with fencing epochs keep one task on one worker at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from handrail.errors import ConfigurationError
+from handrail.store.base import Claim
+
+if TYPE_CHECKING:
+    from handrail.app import App
+
+log = logging.getLogger("handrail.worker")
+
+
+class Worker:
+    """Runs the app's workflows from the store until stopped."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        concurrency: int = 4,
+        queues: Sequence[str] | None = None,
+        poll_interval: float = 0.5,
+    ):
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if poll_interval <= 0:
+            raise ConfigurationError("poll_interval must be > 0")
+        self.app = app
+        self.concurrency = concurrency
+        self.queues = list(queues) if queues else None
+        self.poll_interval = poll_interval
+        self._slots = threading.Semaphore(concurrency)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.completed = 0
+
+    def start(self) -> Worker:
+        """Run in background threads."""
+        if self._thread is not None:
+            return self
+        if not self.app.workflows:
+            raise ConfigurationError("the app has no workflows registered; nothing to run")
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="handrail-task")
+        self.app.add_waker(self._wake)
+        self._thread = threading.Thread(target=self._dispatch, name="handrail-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Stop claiming; running tasks stop at their next step boundary and are handed
+        back to the store for any worker to continue."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.app.remove_waker(self._wake)
+
+    def run(self) -> None:
+        """Run in this thread until :meth:`stop` is called (from a signal handler, say)."""
+        self.start()
+        try:
+            while not self._stopping.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _dispatch(self) -> None:
+        app = self.app
+        workflows = sorted(app.workflows)
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=self.poll_interval):
+                continue
+            try:
+                self._wake.clear()
+                claim = app.store.claim_task(
+                    app.worker_id,
+                    now=app.clock.now(),
+                    lease_seconds=app.lease_seconds,
+                    queues=self.queues,
+                    workflows=workflows,
+                )
+            except Exception:
+                log.exception("claiming a task failed; retrying")
+                claim = None
+            if claim is None:
+                self._slots.release()
+                self._wake.wait(self._idle_wait())
+                continue
+            assert self._pool is not None
+            self._pool.submit(self._drive, claim)
+
+    def _idle_wait(self) -> float:
+        now = self.app.clock.now()
+        try:
+            due = self.app.store.next_due(
+                now=now, queues=self.queues, workflows=sorted(self.app.workflows)
+            )
+        except Exception:
+            return self.poll_interval
+        if due is None:
+            return self.poll_interval
+        return max(0.005, min(self.poll_interval, due - now))
+
+    def _drive(self, claim: Claim) -> None:
+        try:
+            self.app.run_claim(claim, self._stopping.is_set)
+            self.completed += 1
+        except Exception:
+            log.exception("driving task %s failed", claim.lease.task_id)
+        finally:
+            self._slots.release()
+            self._wake.set()

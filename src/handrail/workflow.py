@@ -1,0 +1,149 @@
+"""Workflows: the functions that drive tasks, and the runner that drives one claimed task.
+
+A workflow is re-run from the top on every resume; recorded steps return their recorded
+outputs instead of running again (see :mod:`handrail.context`). What re-runs on resume is
+therefore exactly the workflow's own code between steps, which must be deterministic.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from handrail import serde
+from handrail.context import _CURRENT, TaskContext
+from handrail.errors import (
+    CancelRequested,
+    HandrailError,
+    LeaseLost,
+    NonDeterminismError,
+    Suspended,
+    ToolCallFailed,
+)
+from handrail.journal import TaskStatus, fold
+from handrail.store.base import Claim
+
+if TYPE_CHECKING:
+    from handrail.app import App
+
+RESERVED_PARAMETERS = frozenset({"task_id", "initiator", "queue"})
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A registered workflow. Calling it calls the function (for tests with a context)."""
+
+    fn: Callable[..., Any]
+    name: str
+    queue: str = "default"
+    max_execution_seconds: float | None = None
+    is_async: bool = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+
+def make_workflow(
+    fn: Callable[..., Any],
+    *,
+    name: str | None,
+    queue: str,
+    max_execution_time: float | None,
+) -> Workflow:
+    from handrail.errors import ConfigurationError
+
+    wf_name = name or fn.__qualname__
+    params = list(inspect.signature(fn).parameters)
+    if not params:
+        raise ConfigurationError(
+            f"workflow {wf_name!r} takes no parameters; its first parameter receives the "
+            "TaskContext (def {wf_name}(ctx, ...))"
+        )
+    clash = RESERVED_PARAMETERS.intersection(params[1:])
+    if clash:
+        raise ConfigurationError(
+            f"workflow {wf_name!r}: parameter name(s) {sorted(clash)} are reserved by "
+            "App.start(); rename them"
+        )
+    if max_execution_time is not None and max_execution_time <= 0:
+        raise ConfigurationError(f"workflow {wf_name!r}: max_execution_time must be > 0")
+    return Workflow(
+        fn=fn,
+        name=wf_name,
+        queue=queue,
+        max_execution_seconds=max_execution_time,
+        is_async=inspect.iscoroutinefunction(fn),
+    )
+
+
+def _error(exc: BaseException, **extra: Any) -> dict[str, Any]:
+    return {"type": type(exc).__qualname__, "message": str(exc)[:4000], **extra}
+
+
+def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) -> TaskStatus:
+    """Run one claimed task until it finishes or suspends; return the status it reached."""
+    state = fold(claim.events)
+    ctx = TaskContext(
+        store=app.store, clock=app.clock, lease=claim.lease, state=state, stopping=stopping
+    )
+    token = _CURRENT.set(ctx)
+    try:
+        if claim.task.cancel_requested_by is not None:
+            state.cancel_requested_by = claim.task.cancel_requested_by
+            ctx.finish_cancelled()
+            return TaskStatus.CANCELLED
+        workflow = app.workflows.get(state.workflow)
+        if workflow is None:
+            ctx.fail(
+                {
+                    "type": "UnknownWorkflow",
+                    "message": f"this worker's app has no workflow {state.workflow!r}",
+                }
+            )
+            return TaskStatus.FAILED
+        inputs = serde.loads(state.inputs_json) or {}
+        args, kwargs = inputs.get("args", []), inputs.get("kwargs", {})
+        try:
+            if workflow.is_async:
+                import asyncio
+
+                result = asyncio.run(workflow.fn(ctx, *args, **kwargs))
+            else:
+                result = workflow.fn(ctx, *args, **kwargs)
+            if ctx.poisoned is not None:
+                raise ctx.poisoned
+            ctx.complete(result)
+            return TaskStatus.COMPLETED
+        except Suspended:
+            return ctx.state.status
+        except (LeaseLost, CancelRequested):
+            return ctx.state.status
+        except ToolCallFailed as exc:
+            if ctx.poisoned is not None:
+                ctx.fail(_error(ctx.poisoned, step_index=ctx.poisoned.step_index))
+            else:
+                ctx.fail(
+                    {
+                        "type": exc.error_type,
+                        "message": exc.error_message,
+                        "step_index": exc.step_index,
+                        "tool": exc.tool,
+                    }
+                )
+            return TaskStatus.FAILED
+        except NonDeterminismError as exc:
+            ctx.fail(_error(exc, step_index=exc.step_index))
+            return TaskStatus.FAILED
+        except (HandrailError, Exception) as exc:
+            poison = ctx.poisoned
+            if poison is not None:
+                ctx.fail(_error(poison, step_index=poison.step_index))
+            else:
+                ctx.fail(_error(exc))
+            return TaskStatus.FAILED
+    except (LeaseLost, CancelRequested):
+        return ctx.state.status
+    finally:
+        _CURRENT.reset(token)
