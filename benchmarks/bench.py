@@ -1,0 +1,1038 @@
+#!/usr/bin/env python3
+"""handrail benchmarks: one run, one machine, one table.
+
+Measures, each system in its own subprocess (so imports and peak RSS don't leak between
+them), every measurement repeated and reported as a median:
+
+1. the raw SQLite WAL commit floor (``BEGIN IMMEDIATE; INSERT ~200 B; COMMIT``) for
+   ``synchronous=FULL`` and ``synchronous=NORMAL``;
+2. per-step overhead: one workflow of 1000 sequential trivial steps, for handrail and its
+   peers (DBOS Transact on SQLite, LangGraph with ``SqliteSaver`` and ``durability="sync"``);
+3. throughput: 200 workflows of 10 trivial steps, several threads;
+4. handrail only: resume replay after a SIGKILL near the end of a 1000-step task,
+   ``import handrail`` time and the peak RSS of a process running a 1000-step workflow.
+
+Run it through ``benchmarks/run`` (which builds ``benchmarks/.venv``). The parent process
+only orchestrates: it imports none of the systems under test. Results go to stdout as a
+markdown table and to ``benchmarks/results/latest.json``.
+"""
+
+import argparse
+import contextlib
+import errno
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypedDict
+
+HERE = Path(__file__).resolve().parent
+RESULTS_DIR = HERE / "results"
+
+Json = dict[str, Any]
+
+PEER_PACKAGES = ("dbos", "langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite")
+
+# Variables that could make a peer talk to a hosted service (DBOS Conductor / Cloud,
+# LangSmith tracing, OpenTelemetry exporters). Dropped from every child's environment.
+_SCRUB_PREFIXES = ("DBOS_", "DBOS__", "LANGSMITH_", "LANGCHAIN_", "OTEL_", "HANDRAIL_")
+
+
+@dataclass(frozen=True)
+class Params:
+    steps: int = 1000  # steps in the per-step workflow
+    tp_workflows: int = 200  # workflows in the throughput run
+    tp_steps: int = 10  # steps per throughput workflow
+    concurrency: int = 8  # worker / client threads in the throughput run
+    repeats: int = 3  # repeats of every workflow measurement
+    floor_ops: int = 2000  # commits per floor round
+    floor_rounds: int = 5
+    import_runs: int = 7
+    child_timeout: float = 300.0
+
+
+def median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+def summary(samples: list[float]) -> Json:
+    return {"median": median(samples), "samples": samples}
+
+
+# --------------------------------------------------------------------------------------
+# Network guard: installed in every child so a peer that tries to reach the network fails
+# loudly (and is counted) instead of silently phoning home.
+# --------------------------------------------------------------------------------------
+
+NET_ATTEMPTS: list[str] = []
+
+
+def install_network_guard() -> None:
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
+
+    def refuse(what: str) -> OSError:
+        NET_ATTEMPTS.append(what)
+        return OSError(errno.ENETUNREACH, f"network disabled by handrail benchmark: {what}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        if self.family == socket.AF_UNIX:
+            return real_connect(self, address)
+        raise refuse(f"connect {address!r}")
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        if self.family == socket.AF_UNIX:
+            return real_connect_ex(self, address)
+        NET_ATTEMPTS.append(f"connect_ex {address!r}")
+        return errno.ENETUNREACH
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in (None, "localhost", "127.0.0.1", "::1"):
+            return real_getaddrinfo(host, *args, **kwargs)
+        raise refuse(f"getaddrinfo {host!r}")
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.getaddrinfo = getaddrinfo
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
+    env.update(
+        {
+            "LANGSMITH_TRACING": "false",
+            "LANGCHAIN_TRACING_V2": "false",
+            "OTEL_SDK_DISABLED": "true",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    return env
+
+
+# --------------------------------------------------------------------------------------
+# 1. Raw SQLite WAL commit floor
+# --------------------------------------------------------------------------------------
+
+
+def _floor_round(path: Path, synchronous: str, ops: int) -> float:
+    """Mean µs of one ``BEGIN IMMEDIATE; INSERT; COMMIT`` over ``ops`` commits."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload BLOB)")
+        payload = os.urandom(200)
+        for _ in range(50):  # warm the page cache and the WAL file
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (payload) VALUES (?)", (payload,))
+            conn.execute("COMMIT")
+        t0 = time.perf_counter()
+        for _ in range(ops):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO t (payload) VALUES (?)", (payload,))
+            conn.execute("COMMIT")
+        return (time.perf_counter() - t0) / ops * 1e6
+    finally:
+        conn.close()
+
+
+def bench_sqlite_floor(tmpdir: Path, params: Params) -> Json:
+    out: Json = {"sqlite_version": sqlite3.sqlite_version}
+    for sync in ("FULL", "NORMAL"):
+        samples = [
+            _floor_round(tmpdir / f"floor-{sync}-{r}.db", sync, params.floor_ops)
+            for r in range(params.floor_rounds)
+        ]
+        out[sync] = summary(samples)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Workflow systems: a driver per system, one generic measurement loop.
+# --------------------------------------------------------------------------------------
+
+
+class Driver(Protocol):
+    def open(self, tmpdir: Path) -> None: ...
+
+    def chain(self, n: int) -> None:
+        """Run one workflow of ``n`` sequential trivial steps to completion."""
+
+    def throughput(self, workflows: int, steps: int, concurrency: int) -> None:
+        """Run ``workflows`` workflows of ``steps`` steps each, concurrently, to completion."""
+
+    def describe(self) -> Json:
+        """Configuration facts (durability, versions) checked at run time."""
+
+    def close(self) -> None: ...
+
+
+def measure_workflows(driver: Driver, tmpdir: Path, params: Params) -> Json:
+    driver.open(tmpdir)
+    try:
+        driver.chain(20)  # warm-up: schema, caches, lazy imports
+        per_step: list[float] = []
+        for _ in range(params.repeats):
+            t0 = time.perf_counter()
+            driver.chain(params.steps)
+            per_step.append((time.perf_counter() - t0) / params.steps * 1e6)
+        driver.throughput(10, params.tp_steps, params.concurrency)  # warm-up the pool
+        wps: list[float] = []
+        for _ in range(params.repeats):
+            t0 = time.perf_counter()
+            driver.throughput(params.tp_workflows, params.tp_steps, params.concurrency)
+            wps.append(params.tp_workflows / (time.perf_counter() - t0))
+        return {
+            "per_step_us": summary(per_step),
+            "throughput_wps": summary(wps),
+            "config": driver.describe(),
+        }
+    finally:
+        driver.close()
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# ---- DBOS Transact -------------------------------------------------------------------
+
+
+class DbosDriver:
+    """DBOS Transact with its SQLite system database.
+
+    DBOS leaves SQLite's journal mode alone, so as shipped its system database uses the
+    rollback journal (``journal_mode=DELETE``) with SQLite's default ``synchronous=FULL``:
+    fully durable. ``wal=True`` switches the file to WAL before DBOS opens it (the
+    journal mode is persistent), keeping ``synchronous=FULL``: the fairest like-for-like.
+    No conductor key, no OTLP, no DBOS__* environment, so DBOS stays offline.
+    """
+
+    def __init__(self, *, wal: bool) -> None:
+        self.wal = wal
+        self._chain: Callable[[int], int] | None = None
+        self._pragmas: Json = {}
+
+    def open(self, tmpdir: Path) -> None:
+        from dbos import DBOS, DBOSConfig
+        from dbos._dbos import _get_dbos_instance
+
+        db = tmpdir / "dbos.sqlite"
+        if self.wal:
+            with contextlib.closing(sqlite3.connect(db)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        config: DBOSConfig = {
+            "name": "handrail-bench",
+            "system_database_url": f"sqlite:///{db}",
+            "enable_otlp": False,
+            "log_level": "WARNING",
+        }
+        DBOS(config=config)
+
+        @DBOS.step()
+        def noop(i: int) -> int:
+            return _noop(i)
+
+        @DBOS.workflow()
+        def chain(n: int) -> int:
+            for i in range(n):
+                noop(i)
+            return n
+
+        DBOS.launch()
+        self._chain = chain
+        engine = _get_dbos_instance()._sys_db.engine
+        with engine.connect() as conn:
+            import sqlalchemy as sa
+
+            self._pragmas = {
+                "journal_mode": conn.execute(sa.text("PRAGMA journal_mode")).scalar(),
+                "synchronous": conn.execute(sa.text("PRAGMA synchronous")).scalar(),
+            }
+
+    def chain(self, n: int) -> None:
+        assert self._chain is not None
+        assert self._chain(n) == n
+
+    def throughput(self, workflows: int, steps: int, concurrency: int) -> None:
+        chain = self._chain
+        assert chain is not None
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(chain, [steps] * workflows))
+        assert results == [steps] * workflows
+
+    def describe(self) -> Json:
+        return {
+            "version": _version("dbos"),
+            "sqlalchemy": _version("sqlalchemy"),
+            "sqlite_pragmas": self._pragmas,  # synchronous: 2 = FULL, 1 = NORMAL
+            "per_step": "@DBOS.workflow calling a @DBOS.step 1000 times",
+            "throughput": "client thread pool calling the @DBOS.workflow directly",
+        }
+
+    def close(self) -> None:
+        from dbos import DBOS
+
+        DBOS.destroy(destroy_registry=True)
+
+
+# ---- LangGraph -----------------------------------------------------------------------
+
+
+class _LoopState(TypedDict):
+    i: int
+    n: int
+
+
+class LangGraphDriver:
+    """LangGraph with ``SqliteSaver`` (WAL; SQLite's default ``synchronous=FULL``).
+
+    ``api="graph"``: a ``StateGraph`` whose one node loops ``n`` times through a
+    conditional edge; every node run is a superstep and ``durability="sync"`` makes the
+    loop wait for that superstep's checkpoint before starting the next one.
+    ``api="functional"``: an ``@entrypoint`` calling an ``@task`` ``n`` times; each task's
+    result is written to the checkpointer's ``writes`` table (submitted to a background
+    executor; ``sync`` only blocks on the superstep checkpoint at the end).
+    Each workflow is a fresh ``thread_id``. Tracing env vars are forced off.
+    """
+
+    def __init__(self, *, api: str) -> None:
+        assert api in ("graph", "functional")
+        self.api = api
+        self._conn: sqlite3.Connection | None = None
+        self._invoke: Callable[[int, str], int] | None = None
+        self._counter = 0
+        self._pragmas: Json = {}
+
+    def open(self, tmpdir: Path) -> None:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        conn = sqlite3.connect(tmpdir / "langgraph.sqlite", check_same_thread=False)
+        self._conn = conn
+        saver = SqliteSaver(conn)
+        saver.setup()
+        self._pragmas = {
+            "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "synchronous": conn.execute("PRAGMA synchronous").fetchone()[0],
+        }
+        if self.api == "graph":
+            self._invoke = self._build_graph(saver)
+        else:
+            self._invoke = self._build_functional(saver)
+
+    @staticmethod
+    def _build_graph(saver: Any) -> Callable[[int, str], int]:
+        from langgraph.graph import END, START, StateGraph
+
+        def step(state: _LoopState) -> Json:
+            return {"i": _noop(state["i"]) + 1}
+
+        def route(state: _LoopState) -> str:
+            return "step" if state["i"] < state["n"] else END
+
+        builder = StateGraph(_LoopState)
+        builder.add_node("step", step)
+        builder.add_edge(START, "step")
+        builder.add_conditional_edges("step", route)
+        graph = builder.compile(checkpointer=saver)
+
+        def invoke(n: int, thread_id: str) -> int:
+            config: Any = {"configurable": {"thread_id": thread_id}, "recursion_limit": n + 10}
+            out = graph.invoke({"i": 0, "n": n}, config, durability="sync")
+            return int(out["i"])
+
+        return invoke
+
+    @staticmethod
+    def _build_functional(saver: Any) -> Callable[[int, str], int]:
+        from langgraph.func import entrypoint, task
+
+        @task
+        def noop(i: int) -> int:
+            return _noop(i)
+
+        @entrypoint(checkpointer=saver)
+        def chain(n: int) -> int:
+            for i in range(n):
+                noop(i).result()
+            return n
+
+        def invoke(n: int, thread_id: str) -> int:
+            config: Any = {"configurable": {"thread_id": thread_id}}
+            return int(chain.invoke(n, config, durability="sync"))
+
+        return invoke
+
+    def _thread_ids(self, k: int) -> list[str]:
+        start = self._counter
+        self._counter += k
+        return [f"bench-{i}" for i in range(start, start + k)]
+
+    def chain(self, n: int) -> None:
+        assert self._invoke is not None
+        assert self._invoke(n, self._thread_ids(1)[0]) == n
+
+    def throughput(self, workflows: int, steps: int, concurrency: int) -> None:
+        invoke = self._invoke
+        assert invoke is not None
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(lambda t: invoke(steps, t), self._thread_ids(workflows)))
+        assert results == [steps] * workflows
+
+    def describe(self) -> Json:
+        return {
+            "version": _version("langgraph"),
+            "checkpoint_sqlite": _version("langgraph-checkpoint-sqlite"),
+            "checkpoint": _version("langgraph-checkpoint"),
+            "api": self.api,
+            "durability": "sync",
+            "sqlite_pragmas": self._pragmas,
+            "throughput": "client thread pool, one thread_id per workflow, shared SqliteSaver",
+        }
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+# ---- handrail ------------------------------------------------------------------------
+# Kept apart from the peers: the handrail core may not have landed yet, in which case
+# bench_handrail() reports "unavailable" instead of failing the run.
+
+
+def handrail_missing() -> str | None:
+    """None when the handrail API this benchmark uses is importable, else why not."""
+    try:
+        import handrail
+    except Exception as exc:  # an ImportError, or the half-written core raising
+        return f"import handrail failed: {exc!r}"
+    missing = [name for name in ("App", "TaskContext") if not hasattr(handrail, name)]
+    if missing:
+        return f"handrail has no {', '.join(missing)} yet (core not landed)"
+    return None
+
+
+def make_handrail_app(
+    db: Path, *, worker_id: str | None = None, kill_at: int = -1
+) -> tuple[Any, Any]:
+    """Open an App with the benchmark's tool and workflow registered; return (app, chain).
+
+    Every process (benchmark, crash child, resumer) builds its app through this function
+    so that the registered names are identical. ``kill_at`` >= 0 makes the tool SIGKILL
+    its own process when called with that argument (before returning).
+    """
+    import handrail
+
+    app = handrail.App(str(db)) if worker_id is None else handrail.App(str(db), worker_id=worker_id)
+
+    @app.tool(idempotent=True)
+    def noop(i: int) -> int:
+        if i == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return i
+
+    @app.workflow
+    def chain(ctx: handrail.TaskContext, n: int) -> int:
+        for i in range(n):
+            noop(i)
+        return n
+
+    return app, chain
+
+
+def handle_task_id(handle: Any) -> str:
+    for attr in ("task_id", "id"):
+        value = getattr(handle, attr, None)
+        if value is not None:
+            return str(value)
+    raise AttributeError(f"cannot find the task id on {handle!r}")
+
+
+class HandrailDriver:
+    """handrail on a SQLite file with its default (full) durability: WAL, synchronous=FULL."""
+
+    def __init__(self) -> None:
+        self._app: Any = None
+        self._chain: Any = None
+
+    def open(self, tmpdir: Path) -> None:
+        self._app, self._chain = make_handrail_app(tmpdir / "handrail.db")
+
+    def chain(self, n: int) -> None:
+        handle = self._app.run(self._chain, n)
+        assert handle.result() == n
+
+    def throughput(self, workflows: int, steps: int, concurrency: int) -> None:
+        app = self._app
+        handles = [app.start(self._chain, steps) for _ in range(workflows)]
+        with app.worker(concurrency=concurrency):
+            for handle in handles:
+                assert handle.result(timeout=120) == steps
+
+    def describe(self) -> Json:
+        return {
+            "version": _version("handrail"),
+            "store": type(self._app.store).__name__ if self._app is not None else None,
+            # App(path) opens SQLite in WAL mode with synchronous=FULL unless the URL says
+            # ?synchronous=NORMAL; read back what the store was opened with, if it says.
+            "synchronous": getattr(getattr(self._app, "store", None), "_synchronous", None),
+            "throughput": "app.start() x N, then app.worker(concurrency=C)",
+        }
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+def handrail_crash_child(db: Path, steps: int, kill_at: int, id_file: Path) -> None:
+    """Start a task and drive it until the tool SIGKILLs this process at ``kill_at``."""
+    app, chain = make_handrail_app(db, worker_id="bench-resume", kill_at=kill_at)
+    handle = app.start(chain, steps)
+    id_file.write_text(handle_task_id(handle))
+    app.execute(handle_task_id(handle)).result()
+    raise SystemExit("the crash child was not killed")  # pragma: no cover
+
+
+def bench_handrail_resume(tmpdir: Path, params: Params) -> Json:
+    replay_ms: list[float] = []
+    open_ms: list[float] = []
+    kill_at = params.steps - 2  # the 999th of 1000 steps, killed while it runs
+    for r in range(params.repeats):
+        db = tmpdir / f"resume-{r}.db"
+        id_file = tmpdir / f"resume-{r}.task"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--handrail-crash", str(db),
+               str(params.steps), str(kill_at), str(id_file)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(),
+                              timeout=params.child_timeout, check=False)
+        if proc.returncode != -signal.SIGKILL:
+            raise RuntimeError(f"crash child exited {proc.returncode}, not by SIGKILL:\n"
+                               f"{proc.stderr[-3000:]}")
+        task_id = id_file.read_text()
+        t0 = time.perf_counter()
+        app, _ = make_handrail_app(db, worker_id="bench-resume")
+        t1 = time.perf_counter()
+        try:
+            handle = app.execute(task_id)
+            assert handle.result(timeout=60) == params.steps
+            t2 = time.perf_counter()
+        finally:
+            app.close()
+        open_ms.append((t1 - t0) * 1e3)
+        replay_ms.append((t2 - t1) * 1e3)
+    return {"replay_ms": summary(replay_ms), "app_open_ms": summary(open_ms),
+            "killed_at_step": kill_at + 1, "steps": params.steps}
+
+
+def bench_handrail(tmpdir: Path, params: Params) -> Json:
+    why = handrail_missing()
+    if why is not None:
+        return {"status": "unavailable", "reason": why}
+    out = measure_workflows(HandrailDriver(), tmpdir, params)
+    out["resume"] = bench_handrail_resume(tmpdir, params)
+    return out
+
+
+# ---- system registry -----------------------------------------------------------------
+
+
+def bench_dbos(tmpdir: Path, params: Params) -> Json:
+    return measure_workflows(DbosDriver(wal=False), tmpdir, params)
+
+
+def bench_dbos_wal(tmpdir: Path, params: Params) -> Json:
+    return measure_workflows(DbosDriver(wal=True), tmpdir, params)
+
+
+def bench_langgraph_graph(tmpdir: Path, params: Params) -> Json:
+    return measure_workflows(LangGraphDriver(api="graph"), tmpdir, params)
+
+
+def bench_langgraph_functional(tmpdir: Path, params: Params) -> Json:
+    return measure_workflows(LangGraphDriver(api="functional"), tmpdir, params)
+
+
+BENCHES: dict[str, Callable[[Path, Params], Json]] = {
+    "sqlite_floor": bench_sqlite_floor,
+    "handrail": bench_handrail,
+    "dbos": bench_dbos,
+    "dbos_wal": bench_dbos_wal,
+    "langgraph_graph": bench_langgraph_graph,
+    "langgraph_functional": bench_langgraph_functional,
+}
+
+DRIVERS: dict[str, Callable[[], Driver]] = {
+    "handrail": HandrailDriver,
+    "dbos": lambda: DbosDriver(wal=False),
+    "langgraph_graph": lambda: LangGraphDriver(api="graph"),
+}
+
+# What "import <system>" means for the import-time measurement.
+IMPORTS: dict[str, str] = {
+    "handrail": "import handrail; handrail.App",
+    "dbos": "import dbos; dbos.DBOS",
+    "langgraph_graph": "import langgraph.graph, langgraph.checkpoint.sqlite",
+}
+
+LABELS: dict[str, str] = {
+    "handrail": "handrail (SQLite WAL, synchronous=FULL)",
+    "dbos": "DBOS Transact (SQLite as shipped: rollback journal, synchronous=FULL)",
+    "dbos_wal": "DBOS Transact (SQLite switched to WAL, synchronous=FULL)",
+    "langgraph_graph": 'LangGraph StateGraph + SqliteSaver (durability="sync")',
+    "langgraph_functional": 'LangGraph @entrypoint/@task + SqliteSaver (durability="sync")',
+}
+
+
+# --------------------------------------------------------------------------------------
+# Child-process entry points
+# --------------------------------------------------------------------------------------
+
+
+def run_child(name: str, params: Params, out: Path, tmp_root: Path) -> None:
+    install_network_guard()
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root))
+    try:
+        result = BENCHES[name](tmpdir, params)
+        result.setdefault("status", "ok")
+    except Exception as exc:
+        result = {"status": "error", "error": repr(exc), "traceback": traceback.format_exc()}
+    result["network_attempts"] = list(NET_ATTEMPTS)
+    result["child_peak_rss_mib"] = vm_hwm_kib() / 1024
+    out.write_text(json.dumps(result, indent=2))
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown: some peers leave non-daemon threads behind
+
+
+def run_rss_child(name: str, steps: int, tmp_root: Path) -> None:
+    """Open the system, run one ``steps``-step workflow, print its own peak RSS, exit."""
+    install_network_guard()
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"rss-{name}-", dir=tmp_root))
+    driver = DRIVERS[name]()
+    driver.open(tmpdir)
+    driver.chain(steps)
+    driver.close()
+    if NET_ATTEMPTS:
+        raise SystemExit(f"network attempts: {NET_ATTEMPTS}")
+    print_vm_hwm()
+    os._exit(0)
+
+
+# --------------------------------------------------------------------------------------
+# Parent: orchestration
+# --------------------------------------------------------------------------------------
+
+
+def spawn_bench(name: str, params: Params, tmp_root: Path, log_dir: Path) -> Json:
+    out = tmp_root / f"{name}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name,
+           "--params", json.dumps(asdict(params)), "--out", str(out), "--tmp", str(tmp_root)]
+    log = log_dir / f"{name}.log"
+    t0 = time.perf_counter()
+    with log.open("w") as fh:
+        try:
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(),
+                                  timeout=params.child_timeout, check=False)
+            rc: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+    wall = time.perf_counter() - t0
+    if out.exists():
+        result: Json = json.loads(out.read_text())
+    else:
+        tail = log.read_text()[-2000:]
+        why = "timed out" if rc is None else f"exited {rc}"
+        result = {"status": "error", "error": f"child {why} without a result", "log_tail": tail}
+    result["wall_s"] = wall
+    return result
+
+
+def vm_hwm_kib() -> int:
+    """This process's own peak RSS (VmHWM), in KiB.
+
+    Not ru_maxrss: on Linux a process's ru_maxrss starts from the RSS its parent had when
+    it forked (the kernel carries the pre-exec high-water mark over), so a child of this
+    ~20 MiB orchestrator could never report less than that. VmHWM belongs to the new
+    address space only.
+    """
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # non-Linux fallback
+
+
+VM_HWM_MARK = "BENCH_VM_HWM_KIB="
+
+
+def print_vm_hwm() -> None:
+    print(f"{VM_HWM_MARK}{vm_hwm_kib()}", flush=True)
+
+
+def peak_rss(argv: list[str], timeout: float, log: Path) -> Json:
+    """Peak RSS of exactly one child process, in MiB: its own VmHWM (printed by the child
+    just before it exits) and, for reference, ru_maxrss from os.wait4."""
+    with log.open("w") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=child_env())
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    text = log.read_text()
+    if proc.returncode != 0:
+        raise RuntimeError(f"exited {proc.returncode}: {text.strip()[-500:]}")
+    marks = [ln for ln in text.splitlines() if ln.startswith(VM_HWM_MARK)]
+    if not marks:
+        raise RuntimeError(f"no {VM_HWM_MARK} line in {log}")
+    return {
+        "vm_hwm_mib": int(marks[-1][len(VM_HWM_MARK):]) / 1024,
+        "ru_maxrss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB; see vm_hwm_kib()
+    }
+
+
+def import_seconds(statement: str, runs: int, cwd: Path) -> list[float]:
+    code = (
+        "import time\n"
+        "t0 = time.perf_counter()\n"
+        f"{statement}\n"
+        "print(time.perf_counter() - t0)\n"
+    )
+    samples: list[float] = []
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=child_env(), cwd=cwd, timeout=120, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
+        samples.append(float(proc.stdout.strip().splitlines()[-1]))
+    return samples
+
+
+def footprints(systems: list[str], params: Params, tmp_root: Path, log_dir: Path) -> Json:
+    """Import time and peak RSS of a 1000-step run, each in a fresh process."""
+    out: Json = {}
+    base_log = log_dir / "rss-baseline.log"
+    baseline = (
+        "import sqlite3\n"
+        "for line in open('/proc/self/status'):\n"
+        f"    if line.startswith('VmHWM:'): print('{VM_HWM_MARK}' + line.split()[1])\n"
+    )
+    out["baseline"] = peak_rss([sys.executable, "-c", baseline], 60, base_log)
+    for name in systems:
+        entry: Json = {}
+        try:
+            samples = import_seconds(IMPORTS[name], params.import_runs, tmp_root)
+            entry["import_ms"] = summary([s * 1e3 for s in samples])
+        except Exception as exc:
+            entry["import_error"] = str(exc)
+        try:
+            argv = [sys.executable, str(Path(__file__).resolve()), "--rss-child", name,
+                    "--steps", str(params.steps), "--tmp", str(tmp_root)]
+            rss = peak_rss(argv, params.child_timeout, log_dir / f"rss-{name}.log")
+            entry["peak_rss_mib"] = rss["vm_hwm_mib"]
+            entry["ru_maxrss_mib"] = rss["ru_maxrss_mib"]
+        except Exception as exc:
+            entry["rss_error"] = str(exc)
+        out[name] = entry
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    limit: float
+    unit: str
+    higher_is_better: bool = False
+
+    def met(self, value: float | None) -> str:
+        if value is None:
+            return "pending"
+        ok = value >= self.limit if self.higher_is_better else value <= self.limit
+        return "met" if ok else "NOT met"
+
+
+def _get(d: Json, *path: str) -> Any:
+    cur: Any = d
+    for key in path:
+        if not isinstance(cur, dict) or key not in cur:
+            return None
+        cur = cur[key]
+    return cur
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{x:,.{digits}f}"
+
+
+def evaluate_targets(results: Json) -> list[Json]:
+    systems = results["systems"]
+    full = _get(systems, "sqlite_floor", "FULL", "median")
+    hr_step = _get(systems, "handrail", "per_step_us", "median")
+
+    def speedup(peer: str) -> float | None:
+        peer_step = _get(systems, peer, "per_step_us", "median")
+        return None if hr_step is None or peer_step is None else peer_step / hr_step
+
+    lg = [x for x in (speedup("langgraph_graph"), speedup("langgraph_functional")) if x]
+    rows = [
+        (Target("per-step ≤ 1.25x FULL commit", 1.25, "x"),
+         None if hr_step is None or full is None else hr_step / full),
+        (Target("≥ 3x faster than LangGraph-sync (fastest LangGraph API)", 3.0, "x", True),
+         min(lg) if lg else None),
+        (Target("≥ 6x faster than DBOS (as shipped)", 6.0, "x", True), speedup("dbos")),
+        (Target("≥ 400 ten-step workflows/s", 400.0, "wf/s", True),
+         _get(systems, "handrail", "throughput_wps", "median")),
+        (Target("resume replay ≤ 30 ms", 30.0, "ms"),
+         _get(systems, "handrail", "resume", "replay_ms", "median")),
+        (Target("import ≤ 150 ms", 150.0, "ms"),
+         _get(results, "footprint", "handrail", "import_ms", "median")),
+        (Target("peak RSS ≤ 40 MiB", 40.0, "MiB"),
+         _get(results, "footprint", "handrail", "peak_rss_mib")),
+    ]
+    return [{"target": t.name, "limit": t.limit, "unit": t.unit, "value": v,
+             "status": t.met(v)} for t, v in rows]
+
+
+def render(results: Json) -> str:
+    p = results["params"]
+    systems: Json = results["systems"]
+    lines: list[str] = []
+    w = lines.append
+    m = results["machine"]
+    w(f"# handrail benchmarks — {results['started']}")
+    w("")
+    w(f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, SQLite {m['sqlite']}; "
+      f"peers: " + ", ".join(f"{k} {v}" for k, v in results["peer_versions"].items()))
+    w(f"Medians of {p['repeats']} repeats (floor: {p['floor_rounds']} rounds of "
+      f"{p['floor_ops']} commits; import: {p['import_runs']} fresh processes).")
+    w("")
+
+    full = _get(systems, "sqlite_floor", "FULL", "median")
+    w("## 1. Raw SQLite WAL commit floor (BEGIN IMMEDIATE; INSERT 200 B; COMMIT)")
+    w("")
+    w("| synchronous | µs / commit | commits / s |")
+    w("|---|---:|---:|")
+    for sync in ("FULL", "NORMAL"):
+        us = _get(systems, "sqlite_floor", sync, "median")
+        w(f"| {sync} | {_fmt(us)} | {_fmt(None if not us else 1e6 / us, 0)} |")
+    if _get(systems, "sqlite_floor", "status") != "ok":
+        w(f"\nfloor failed: {_get(systems, 'sqlite_floor', 'error')}")
+    w("")
+
+    hr_step = _get(systems, "handrail", "per_step_us", "median")
+    hr_wps = _get(systems, "handrail", "throughput_wps", "median")
+    names = [n for n in LABELS if n in systems]
+    w(f"## 2. Per-step overhead (one workflow of {p['steps']} sequential trivial steps)")
+    w("")
+    w("| system | µs / step | x FULL commit | handrail is Nx faster |")
+    w("|---|---:|---:|---:|")
+    for n in names:
+        us = _get(systems, n, "per_step_us", "median")
+        ratio = None if us is None or not full else us / full
+        if n == "handrail":
+            faster = "—"
+        else:
+            faster = "pending" if hr_step is None or us is None else f"{us / hr_step:.1f}x"
+        cell = _fmt(us) if us is not None else _status_cell(systems[n])
+        w(f"| {LABELS[n]} | {cell} | {_fmt(ratio, 2)}{'x' if ratio else ''} | {faster} |")
+    w("")
+
+    w(f"## 3. Throughput ({p['tp_workflows']} workflows x {p['tp_steps']} trivial steps, "
+      f"{p['concurrency']} threads)")
+    w("")
+    w("| system | workflows / s | steps / s | handrail is Nx faster |")
+    w("|---|---:|---:|---:|")
+    for n in names:
+        wps = _get(systems, n, "throughput_wps", "median")
+        if n == "handrail":
+            faster = "—"
+        else:
+            faster = "pending" if hr_wps is None or wps is None else f"{hr_wps / wps:.1f}x"
+        cell = _fmt(wps) if wps is not None else _status_cell(systems[n])
+        steps = _fmt(None if wps is None else wps * p["tp_steps"], 0)
+        w(f"| {LABELS[n]} | {cell} | {steps} | {faster} |")
+    w("")
+
+    fp: Json = results.get("footprint", {})
+    w("## 4. handrail only: resume, import, memory (peers shown for context)")
+    w("")
+    resume = _get(systems, "handrail", "resume")
+    if resume:
+        w(f"Resume of a {resume['steps']}-step task SIGKILLed during step "
+          f"{resume['killed_at_step']}: replay {_fmt(resume['replay_ms']['median'], 2)} ms "
+          f"(App open {_fmt(resume['app_open_ms']['median'], 2)} ms, not included).")
+    else:
+        w(f"Resume: {_status_cell(systems.get('handrail', {}))}")
+    w("")
+    w(f"| system | import (ms) | peak RSS, {p['steps']}-step run (MiB) |")
+    w("|---|---:|---:|")
+    w(f"| bare python + sqlite3 (baseline) | — | {_fmt(_get(fp, 'baseline', 'vm_hwm_mib'))} |")
+    for n in DRIVERS:
+        if n not in fp and n != "handrail":
+            continue  # a peer left out with --only
+        e = fp.get(n, {})
+        imp = _fmt(_get(e, "import_ms", "median")) if "import_ms" in e else "pending"
+        rss = _fmt(e.get("peak_rss_mib")) if "peak_rss_mib" in e else "pending"
+        w(f"| {LABELS[n]} | {imp} | {rss} |")
+    w("")
+
+    w("## Targets (handrail)")
+    w("")
+    w("| target | measured | status |")
+    w("|---|---:|---|")
+    for t in results["targets"]:
+        digits = 3 if t["unit"] == "x" else 1
+        value = "—" if t["value"] is None else f"{_fmt(t['value'], digits)} {t['unit']}"
+        w(f"| {t['target']} | {value} "
+          f"| {t['status']} |")
+    w("")
+
+    notes = []
+    for n, r in systems.items():
+        if r.get("status") not in ("ok", None):
+            notes.append(f"- {n}: {r.get('status')}: {r.get('reason') or r.get('error')}")
+        if r.get("network_attempts"):
+            notes.append(f"- {n}: NETWORK ATTEMPTS BLOCKED: {r['network_attempts']}")
+    for n, e in fp.items():
+        if isinstance(e, dict):
+            for key in ("import_error", "rss_error"):
+                if key in e:
+                    notes.append(f"- {n}: {key}: {e[key]}")
+    if notes:
+        w("## Notes")
+        w("")
+        lines.extend(notes)
+        w("")
+    return "\n".join(lines)
+
+
+def _status_cell(r: Json) -> str:
+    status = r.get("status")
+    if status == "unavailable":
+        return "pending"
+    if status == "error":
+        return "error"
+    return "—"
+
+
+def machine_info() -> Json:
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "node": platform.node(),
+    }
+
+
+@contextlib.contextmanager
+def temp_root(base: str | None) -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="handrail-bench-", dir=base))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main_parent(args: argparse.Namespace) -> int:
+    params = Params(repeats=args.repeats)
+    if args.quick:
+        params = Params(repeats=1, tp_workflows=50, floor_ops=500, floor_rounds=2,
+                        import_runs=3)
+    selected = args.only.split(",") if args.only else list(BENCHES)
+    unknown = [s for s in selected if s not in BENCHES]
+    if unknown:
+        raise SystemExit(f"unknown system(s): {unknown}; choose from {list(BENCHES)}")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    log_dir = RESULTS_DIR / "logs"
+    log_dir.mkdir(exist_ok=True)
+    results: Json = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine_info(),
+        "params": asdict(params),
+        "peer_versions": {p: _version(p) for p in PEER_PACKAGES},
+        "handrail_version": _version("handrail"),
+        "systems": {},
+    }
+    t_start = time.perf_counter()
+    with temp_root(args.tmp) as root:
+        for name in selected:
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            r = spawn_bench(name, params, root, log_dir)
+            results["systems"][name] = r
+            print(f"[bench] {name}: {r.get('status')} in {r['wall_s']:.1f}s",
+                  file=sys.stderr, flush=True)
+        fp_systems = [n for n in DRIVERS if n in selected]
+        if "handrail" in fp_systems and _get(results["systems"], "handrail", "status") != "ok":
+            fp_systems.remove("handrail")
+        print(f"[bench] import time + peak RSS: {fp_systems} ...", file=sys.stderr, flush=True)
+        results["footprint"] = footprints(fp_systems, params, root, log_dir)
+    results["total_wall_s"] = time.perf_counter() - t_start
+    results["targets"] = evaluate_targets(results)
+    report = render(results)
+    print(report)
+    print(f"\n(total {results['total_wall_s']:.0f} s; logs in {log_dir})")
+    out = RESULTS_DIR / "latest.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    (RESULTS_DIR / "latest.md").write_text(report + "\n")
+    print(f"results: {out}")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--repeats", type=int, default=Params.repeats)
+    ap.add_argument("--quick", action="store_true", help="tiny smoke run (numbers not valid)")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
+    ap.add_argument("--tmp", help="directory for temporary databases (default: system tmp)")
+    # internal: child-process modes
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--params", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--rss-child", help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=Params.steps, help=argparse.SUPPRESS)
+    ap.add_argument("--handrail-crash", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:
+        run_child(args.child, Params(**json.loads(args.params)), Path(args.out), Path(args.tmp))
+    if args.rss_child:
+        run_rss_child(args.rss_child, args.steps, Path(args.tmp))
+    if args.handrail_crash:
+        db, steps, kill_at, id_file = args.handrail_crash
+        install_network_guard()
+        handrail_crash_child(Path(db), int(steps), int(kill_at), Path(id_file))
+    return main_parent(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
