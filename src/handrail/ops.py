@@ -253,7 +253,9 @@ def resolve_intervention(
                 )
             )
         seq += 1
-        events.append(_event(task_id, seq, EventKind.INTERVENTION_RESOLVED, now, actor=who, data=data))
+        events.append(
+            _event(task_id, seq, EventKind.INTERVENTION_RESOLVED, now, actor=who, data=data)
+        )
         others_open = [
             i for i in view.state.open_interventions() if i.intervention_id != intervention_id
         ]

@@ -272,7 +272,7 @@ def test_in_doubt_unsafe_step_waits_for_a_human(make_app: MakeApp, tool_kwargs: 
 
 
 def test_intervention_fail_fails_the_task(make_app: MakeApp) -> None:
-    app, task_id, calls = _crash_then_resume(make_app)
+    app, task_id, _calls = _crash_then_resume(make_app)
     (item,) = ops.list_interventions(app.store)
     ops.resolve_intervention(app.store, app.clock, item.intervention_id, action="fail", actor="op")
     with pytest.raises(TaskFailedError, match="InterventionFailed"):
