@@ -113,7 +113,8 @@ class TaskContext:
         self._store = store
         self._clock = clock
         self._lease = lease
-        self.state = state
+        self._state = state
+        self._unapplied: list[Event] = []
         self._next_seq = state.last_seq + 1
         self._index = 0
         self._pending: list[Event] = []
@@ -123,6 +124,16 @@ class TaskContext:
         self._lock = threading.Lock()
 
     # -- public API ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> TaskState:
+        """The task as folded from its journal, including this run's steps."""
+        if self._unapplied:
+            state = self._state
+            for event in self._unapplied:
+                apply(state, event)
+            self._unapplied = []
+        return self._state
 
     @property
     def workflow(self) -> str:
@@ -235,7 +246,7 @@ class TaskContext:
         self._index = index + 1
         reasoning = self._reasoning
         self._reasoning = None
-        recorded = self.state.steps.get(index)
+        recorded = self._state.steps.get(index)
         if recorded is not None:
             self._check_name(index, recorded.name, tool.name)
             if recorded.status is _S_COMPLETED:
@@ -462,9 +473,9 @@ class TaskContext:
             self._finish_cancelled()
             raise
         self._pending = []
-        state = self.state
-        for event in batch:
-            apply(state, event)
+        # Steps this run records are never looked up again by index, so folding them into
+        # the state can wait until someone reads it.
+        self._unapplied.extend(batch)
 
     def _finish_cancelled(self) -> None:
         actor = self.state.cancel_requested_by or "operator"

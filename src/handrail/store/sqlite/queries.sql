@@ -28,6 +28,17 @@ WHERE task_id = (
 RETURNING task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
     lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds;
 
+-- name: insert_event_fenced
+-- One journal row, written only while the lease (epoch and owner) still holds and, when the
+-- last parameter is 1, no cancel is flagged: the fence check costs no extra statement.
+INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs, outputs,
+    reasoning, approval, error, actor, data)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+WHERE EXISTS (
+    SELECT 1 FROM handrail_tasks
+    WHERE task_id = ? AND epoch = ? AND lease_owner = ? AND (? = 0 OR cancel_requested_by IS NULL)
+);
+
 -- name: next_seq
 SELECT coalesce(max(seq), -1) + 1 FROM handrail_events WHERE task_id = ?;
 

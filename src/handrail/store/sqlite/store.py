@@ -206,16 +206,18 @@ class SQLiteStore:
         release: bool = False,
         honor_cancel: bool = False,
     ) -> None:
-        rows = [event_to_row(e) for e in events]
+        fence = (lease.task_id, lease.epoch, lease.worker_id, 1 if honor_cancel else 0)
+        rows = [event_to_row(e) + fence for e in events]
         update = _update_params(lease.task_id, now, status, run_at, release)
 
         def op(conn: sqlite3.Connection) -> None:
-            fence = conn.execute(_Q["fence"], (lease.task_id,)).fetchone()
-            if fence is None or fence[0] != lease.epoch or fence[1] != lease.worker_id:
-                raise LeaseLost(lease.task_id)
-            if honor_cancel and fence[2] is not None:
-                raise CancelRequested(lease.task_id)
-            conn.executemany(_Q["insert_event"], rows)
+            if rows:
+                written = conn.executemany(_Q["insert_event_fenced"], rows).rowcount
+                if written != len(rows):
+                    _refuse(conn, lease, honor_cancel)
+                    raise StoreError(f"task {lease.task_id}: the journal refused the write")
+            else:
+                _refuse(conn, lease, honor_cancel)
             if update is not None:
                 conn.execute(_Q["update_task"], update)
 
@@ -298,6 +300,15 @@ class SQLiteStore:
         params = {"queues": as_json_list(queues), "workflows": as_json_list(workflows)}
         row = self._read(lambda c: c.execute(_Q["next_due"], params).fetchone())
         return None if row is None or row[0] is None else float(row[0])
+
+
+def _refuse(conn: sqlite3.Connection, lease: Lease, honor_cancel: bool) -> None:
+    """Raise why a fenced write may not go on, if it may not."""
+    fence = conn.execute(_Q["fence"], (lease.task_id,)).fetchone()
+    if fence is None or fence[0] != lease.epoch or fence[1] != lease.worker_id:
+        raise LeaseLost(lease.task_id)
+    if honor_cancel and fence[2] is not None:
+        raise CancelRequested(lease.task_id)
 
 
 def _update_params(
