@@ -15,7 +15,7 @@ from handrail.clock import Clock, SystemClock
 from handrail.context import _CURRENT
 from handrail.errors import ConfigurationError, NotFoundError
 from handrail.handle import TaskHandle
-from handrail.journal import Event, EventKind, TaskStatus
+from handrail.journal import Event, EventKind, Intervention, TaskStatus
 from handrail.lease import Heartbeat
 from handrail.store.base import NewTask, Store
 from handrail.store.url import open_store
@@ -267,6 +267,53 @@ class App:
         if self.store.get_task(task_id) is None:
             raise NotFoundError("task", task_id)
         return TaskHandle(self, task_id)
+
+    # -- operator actions (the same operations the CLI calls) ---------------------------
+
+    def cancel(self, task_id: str, *, by: str, reason: str | None = None) -> TaskStatus:
+        """Cancel a task; a running one stops at its next step boundary."""
+        from handrail import ops
+
+        return ops.cancel_task(self.store, self.clock, task_id, actor=by, reason=reason)
+
+    def resume(self, task_id: str, *, by: str) -> TaskStatus:
+        """Make a failed or stalled task runnable again now."""
+        from handrail import ops
+
+        return ops.resume_task(self.store, self.clock, task_id, actor=by)
+
+    def interventions(
+        self, *, task_id: str | None = None, include_resolved: bool = False
+    ) -> list[Intervention]:
+        """Open interventions (all of them with ``include_resolved``)."""
+        from handrail import ops
+
+        return ops.list_interventions(
+            self.store, task_id=task_id, include_resolved=include_resolved
+        )
+
+    def resolve_intervention(
+        self,
+        intervention_id: str,
+        *,
+        action: str,
+        by: str,
+        output: Any = None,
+        comment: str | None = None,
+    ) -> TaskStatus:
+        """Resolve an intervention: ``mark_done`` (with the step's ``output``), ``retry``
+        or ``fail``. ``by`` names the principal; it is journaled."""
+        from handrail import ops
+
+        return ops.resolve_intervention(
+            self.store,
+            self.clock,
+            intervention_id,
+            action=action,
+            actor=by,
+            output=output,
+            comment=comment,
+        )
 
     def worker(
         self,

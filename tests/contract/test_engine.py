@@ -250,7 +250,7 @@ def test_in_doubt_unsafe_step_waits_for_a_human(make_app: MakeApp, tool_kwargs: 
     app, task_id, calls = _crash_then_resume(make_app, **tool_kwargs)
     assert len(calls) == 1, "an unsafe in-doubt step must not run again by itself"
     assert app.handle(task_id).status() is TaskStatus.AWAITING_INTERVENTION
-    (item,) = ops.list_interventions(app.store)
+    (item,) = app.interventions()
     assert item.step_index == 0
     assert item.details["options"] == ["mark_done", "retry", "fail"]
     # a second resume attempt does not raise a second intervention or run it
@@ -397,7 +397,7 @@ def test_unhandled_failure_fails_task_and_resume_reruns_the_failed_step(make_app
         handle.result()
     assert info.value.error["step_index"] == 1
     assert info.value.error["tool"].endswith("second")
-    ops.resume_task(app.store, app.clock, handle.task_id, actor="ops")
+    assert app.resume(handle.task_id, by="ops") is TaskStatus.PENDING
     app.execute(handle.task_id)
     assert handle.result() == "ab"
     assert ran == ["first"]
@@ -424,7 +424,7 @@ def test_cancel_idle_and_running_tasks(make_app: MakeApp) -> None:
             step(i)
 
     idle = app.start(wf)
-    assert ops.cancel_task(app.store, app.clock, idle.task_id, actor="bob") is TaskStatus.CANCELLED
+    assert app.cancel(idle.task_id, by="bob") is TaskStatus.CANCELLED
     with pytest.raises(handrail.TaskCancelledError):
         idle.result()
     with pytest.raises(handrail.InvalidOperationError, match="nothing to cancel"):
