@@ -60,9 +60,15 @@ class App:
         self._finished = threading.Condition()
         self._wakers: list[threading.Event] = []
         if worker_id is not None:
-            self.store.release_worker(worker_id)
+            self.adopt_worker_id(worker_id)
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    def adopt_worker_id(self, worker_id: str) -> None:
+        """Take ``worker_id`` as this process's identity and take back the leases an
+        earlier (dead) process with that identity held."""
+        self.worker_id = worker_id
+        self.store.release_worker(worker_id)
 
     def close(self) -> None:
         """Stop the heartbeat and close the store."""
@@ -194,6 +200,7 @@ class App:
     ) -> TaskHandle:
         """Enqueue a task; a worker (or :meth:`execute`) runs it. Returns its handle."""
         wf = self._workflow(workflow)
+        wf.check_arguments(args, kwargs)
         tid = task_id or uuid.uuid4().hex
         now = self.clock.now()
         inputs_json = serde.dumps({"args": args, "kwargs": kwargs}, what="input", step=wf.name)

@@ -150,8 +150,9 @@ class TaskContext:
 
     def reason(self, text: str) -> None:
         """Attach the agent's reasoning to the next step (shown in the timeline and the
-        context summary)."""
-        self._reasoning = text
+        context summary). NUL characters, which no database text column takes, become
+        U+FFFD."""
+        self._reasoning = text.replace("\x00", "\ufffd")
 
     def context_summary(self) -> str:
         """The completed steps, for an LLM prompt."""
@@ -377,7 +378,11 @@ class TaskContext:
         details: dict[str, Any] | None = None,
     ) -> NoReturn:
         """Journal an intervention, park the task for a human, and stop here."""
-        data = {"intervention_id": uuid.uuid4().hex[:12], "kind": kind, "reason": reason}
+        data = {
+            "intervention_id": f"{self.task_id}/{uuid.uuid4().hex[:8]}",
+            "kind": kind,
+            "reason": reason,
+        }
         data.update(details or {})
         event = self._event(
             EventKind.INTERVENTION_RAISED,

@@ -184,8 +184,12 @@ def list_interventions(
 
 
 def find_intervention(store: Store, intervention_id: str) -> Intervention:
-    for item in list_interventions(store, include_resolved=True):
-        if item.intervention_id == intervention_id:
+    """An intervention by id (``TASK_ID/xxxxxxxx``: the task is read directly)."""
+    task_id, sep, _ = intervention_id.rpartition("/")
+    if sep and store.get_task(task_id) is not None:
+        state = fold(store.load_events(task_id), task_id)
+        item = state.interventions.get(intervention_id)
+        if item is not None:
             return item
     raise NotFoundError("intervention", intervention_id)
 

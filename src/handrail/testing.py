@@ -218,6 +218,7 @@ class MemoryStore:
                 raise StaleWriteError(task_id, "a worker holds the task now")
             if self._events[task_id][-1].seq != expect_seq:
                 raise StaleWriteError(task_id, "its journal moved on")
+            self._replace(task_id, epoch=r.epoch + 1, lease_owner=None, lease_expires_at=None)
             self._apply(task_id, events, now, status, run_at, False)
 
     def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:

@@ -56,6 +56,12 @@ class ToolCall:
     idempotency_key: str
 
 
+def default_name(fn: Callable[..., Any]) -> str:
+    """A function's qualified name, or its plain name when defined inside a function."""
+    qualname = str(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn)))
+    return str(getattr(fn, "__name__", qualname)) if "<locals>" in qualname else qualname
+
+
 def idempotency_key(task_id: str, step_index: int) -> str:
     """The stable key of a step: the same on every attempt, unique across tasks and steps."""
     digest = hashlib.sha256(f"{task_id}\x00{step_index}".encode()).hexdigest()[:32]
@@ -109,7 +115,7 @@ def make_tool(
     data_modified: Sequence[str],
 ) -> Tool:
     """Check the metadata against the function and build the :class:`Tool`."""
-    tool_name = name or fn.__qualname__
+    tool_name = name or default_name(fn)
     try:
         rev = Reversibility(reversibility)
     except ValueError:

@@ -16,6 +16,7 @@ from handrail import serde
 from handrail.context import _CURRENT, TaskContext
 from handrail.errors import (
     CancelRequested,
+    ConfigurationError,
     HandrailError,
     LeaseLost,
     NonDeterminismError,
@@ -40,9 +41,23 @@ class Workflow:
     queue: str = "default"
     max_execution_seconds: float | None = None
     is_async: bool = False
+    signature: inspect.Signature | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse, before a task exists, arguments the workflow function cannot take."""
+        if self.signature is None:
+            return
+        try:
+            self.signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            params = ", ".join(list(self.signature.parameters)[1:]) or "none"
+            raise ConfigurationError(
+                f"workflow {self.name!r} cannot take these arguments: {exc} "
+                f"(its parameters after the context: {params})"
+            ) from None
 
 
 def make_workflow(
@@ -52,10 +67,11 @@ def make_workflow(
     queue: str,
     max_execution_time: float | None,
 ) -> Workflow:
-    from handrail.errors import ConfigurationError
+    from handrail.tools import default_name
 
-    wf_name = name or fn.__qualname__
-    params = list(inspect.signature(fn).parameters)
+    wf_name = name or default_name(fn)
+    signature = inspect.signature(fn)
+    params = list(signature.parameters)
     if not params:
         raise ConfigurationError(
             f"workflow {wf_name!r} takes no parameters; its first parameter receives the "
@@ -75,6 +91,7 @@ def make_workflow(
         queue=queue,
         max_execution_seconds=max_execution_time,
         is_async=inspect.iscoroutinefunction(fn),
+        signature=signature,
     )
 
 

@@ -272,3 +272,15 @@ def test_concurrent_claims_hand_each_task_to_one_worker(
     for t in threads:
         t.join()
     assert sorted(claimed) == [f"t{i:02d}" for i in range(40)]
+
+
+def test_operator_write_revokes_an_expired_lease(store: Store) -> None:
+    store.create_task(new_task("t1"))
+    got = claim(store)
+    assert got is not None
+    late = NOW + 31  # the lease ran out; nobody claimed the task again
+    resumed = Event("t1", 2, EventKind.TASK_RESUMED, late, actor="op")
+    store.append_unleased("t1", [resumed], expect_seq=1, now=late, run_at=late)
+    with pytest.raises(LeaseLost):
+        store.append_events(got.lease, step_events("t1", 3, 0), now=late)
+    assert [e.seq for e in store.load_events("t1")] == [0, 1, 2]

@@ -152,7 +152,8 @@ class Store(Protocol):
         run_at: float | _Unset | None = UNSET,
     ) -> None:
         """An operator's write to a task no live lease holds, whose journal ends at
-        ``expect_seq``; ``StaleWriteError`` otherwise."""
+        ``expect_seq``; ``StaleWriteError`` otherwise. It bumps the epoch, so a worker whose
+        lease merely expired can write no more."""
 
     def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
         """Flag the task for cancellation (the lease holder finalizes it at its next step

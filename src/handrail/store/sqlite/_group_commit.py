@@ -30,7 +30,7 @@ class _Op(Generic[T]):
 class GroupCommitter:
     """Runs write operations on one connection, batching those that arrive together."""
 
-    def __init__(self, conn: sqlite3.Connection, translate: Callable[[Exception], Exception]):
+    def __init__(self, conn: sqlite3.Connection, translate: Callable[[BaseException], Exception]):
         self._conn = conn
         self._translate = translate
         self._queue: list[_Op[Any]] = []
@@ -53,7 +53,7 @@ class GroupCommitter:
         return result
 
     def _own(self, exc: BaseException) -> BaseException:
-        return self._translate(exc) if isinstance(exc, sqlite3.Error) else exc
+        return self._translate(exc) if isinstance(exc, sqlite3.Error | UnicodeError) else exc
 
     def _execute(self, batch: list[_Op[Any]]) -> None:
         conn = self._conn

@@ -54,6 +54,11 @@ SET status = coalesce(:status, status),
     updated_at = :now
 WHERE task_id = :task_id;
 
+-- name: revoke_lease
+-- An operator write revokes any expired lease: the old holder can write no more.
+UPDATE handrail_tasks SET epoch = epoch + 1, lease_owner = NULL, lease_expires_at = NULL
+WHERE task_id = ?;
+
 -- name: renew_lease
 UPDATE handrail_tasks SET lease_expires_at = :expires
 WHERE task_id = :task_id AND epoch = :epoch AND lease_owner = :worker;

@@ -32,7 +32,9 @@ _Q = load_queries(_PACKAGE)
 _CLAIMED = EventKind.TASK_CLAIMED
 
 
-def _translate(exc: Exception) -> Exception:
+def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, UnicodeError):
+        return StoreError(f"SQLite cannot store this text ({exc}); pass valid Unicode")
     return StoreError(f"SQLite: {exc}")
 
 
@@ -212,7 +214,12 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> None:
             if rows:
-                written = conn.executemany(_Q["insert_event_fenced"], rows).rowcount
+                try:
+                    written = conn.executemany(_Q["insert_event_fenced"], rows).rowcount
+                except sqlite3.IntegrityError:
+                    raise StaleWriteError(
+                        lease.task_id, "an event with that sequence number exists"
+                    ) from None
                 if written != len(rows):
                     _refuse(conn, lease, honor_cancel)
                     raise StoreError(f"task {lease.task_id}: the journal refused the write")
@@ -245,7 +252,13 @@ class SQLiteStore:
             last = conn.execute(_Q["next_seq"], (task_id,)).fetchone()[0] - 1
             if last != expect_seq:
                 raise StaleWriteError(task_id, "its journal moved on")
-            conn.executemany(_Q["insert_event"], rows)
+            conn.execute(_Q["revoke_lease"], (task_id,))
+            try:
+                conn.executemany(_Q["insert_event"], rows)
+            except sqlite3.IntegrityError:
+                raise StaleWriteError(
+                    task_id, "an event with that sequence number exists"
+                ) from None
             if update is not None:
                 conn.execute(_Q["update_task"], update)
 

@@ -1,0 +1,162 @@
+"""The demo's agent: renew a contract that auto-renews, and tell the vendor.
+
+:func:`build_app` makes the App: six tools of mixed kinds over the demo's pretend systems,
+and the ``renew_contract`` workflow, a loop that asks the scripted planner for the next
+action (a journaled step, as an LLM call would be) and performs it.
+
+========================  ====================================  ==========================
+tool                      kind                                  after a crash, in doubt
+========================  ====================================  ==========================
+fetch_contract            idempotent read                       re-run
+check_vendor_status       idempotent read                       re-run
+update_renewal_date       CRM write, deduplicated by key        re-run with the same key
+draft_renewal_notice      idempotent, pure                      re-run
+send_renewal_notice       irreversible e-mail                   wait for a human
+log_crm_activity          reversible CRM note, not idempotent   wait for a human
+========================  ====================================  ==========================
+
+``crash_after`` names a tool whose call kills the process with SIGKILL once its effect is
+on disk, before handrail can journal the result: the crash the demo recovers from.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from handrail import App, TaskContext
+from handrail.demo.planner import History, next_action
+from handrail.demo.systems import Log, Systems
+
+WORKFLOW = "renew_contract"
+PLANNER_STEP = "plan_next_action"
+MAX_DECISIONS = 20
+
+
+def build_app(
+    store: str | os.PathLike[str],
+    systems_dir: Path,
+    *,
+    worker_id: str | None = None,
+    crash_after: str | None = None,
+    log: Log = print,
+) -> App:
+    """The contract-renewal App on ``store``, its tools acting on ``systems_dir``."""
+    systems = Systems(systems_dir, log=log)
+    app = App(store, worker_id=worker_id)
+
+    def crash_point(tool: str) -> None:
+        if crash_after == tool:
+            log(
+                f"!! simulated crash: SIGKILL now, after {tool}'s effect is on disk and "
+                "before handrail journals its result"
+            )
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    @app.tool(
+        name="fetch_contract",
+        idempotent=True,
+        reversibility="fully_reversible",
+        describe="Read contract {contract_id}",
+        data_accessed=["contracts"],
+    )
+    def fetch_contract(contract_id: str) -> dict[str, Any]:
+        contract = systems.contract(contract_id)
+        crash_point("fetch_contract")
+        return contract
+
+    @app.tool(
+        name="check_vendor_status",
+        idempotent=True,
+        reversibility="fully_reversible",
+        describe="Check the standing of vendor {vendor_id}",
+        data_accessed=["vendors"],
+    )
+    def check_vendor_status(vendor_id: str) -> dict[str, Any]:
+        vendor = systems.vendor(vendor_id)
+        crash_point("check_vendor_status")
+        return vendor
+
+    @app.tool(
+        name="update_renewal_date",
+        idempotency_key=True,
+        reversibility="partially_reversible",
+        describe="Set the end date of contract {contract_id} to {new_end_date} in the CRM",
+        data_modified=["crm.contracts.end_date"],
+    )
+    def update_renewal_date(
+        contract_id: str, new_end_date: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        result = systems.update_end_date(contract_id, new_end_date, idempotency_key)
+        crash_point("update_renewal_date")
+        return result
+
+    @app.tool(
+        name="draft_renewal_notice",
+        idempotent=True,
+        reversibility="fully_reversible",
+        describe="Draft the renewal notice for {vendor_name}",
+    )
+    def draft_renewal_notice(
+        contract: dict[str, Any], vendor_name: str, new_end_date: str
+    ) -> dict[str, Any]:
+        crash_point("draft_renewal_notice")
+        return {
+            "to": contract["notice_contact"],
+            "subject": f"Renewal of contract {contract['contract_id']}",
+            "body": (
+                f"Dear {vendor_name},\n\nContract {contract['contract_id']} "
+                f"({contract['title']}) renews under its terms until {new_end_date}.\n"
+            ),
+        }
+
+    @app.tool(
+        name="send_renewal_notice",
+        reversibility="irreversible",
+        describe="E-mail the renewal notice to {to}",
+        data_accessed=["crm.contacts"],
+    )
+    def send_renewal_notice(to: str, subject: str, body: str) -> dict[str, Any]:
+        sent = systems.send(to, subject, body)
+        crash_point("send_renewal_notice")
+        return sent
+
+    @app.tool(
+        name="log_crm_activity",
+        reversibility="fully_reversible",
+        describe="Log a CRM activity on {contract_id}",
+        data_modified=["crm.activities"],
+    )
+    def log_crm_activity(contract_id: str, summary: str) -> dict[str, Any]:
+        activity = systems.log_activity(contract_id, summary)
+        crash_point("log_crm_activity")
+        return activity
+
+    tools: dict[str, Callable[..., Any]] = {
+        "fetch_contract": fetch_contract,
+        "check_vendor_status": check_vendor_status,
+        "update_renewal_date": update_renewal_date,
+        "draft_renewal_notice": draft_renewal_notice,
+        "send_renewal_notice": send_renewal_notice,
+        "log_crm_activity": log_crm_activity,
+    }
+
+    @app.workflow(name=WORKFLOW)
+    def renew_contract(ctx: TaskContext, contract_id: str) -> dict[str, Any]:
+        history: History = []
+        for _ in range(MAX_DECISIONS):
+            decision = ctx.step(PLANNER_STEP, next_action, contract_id, history)
+            if decision["action"] == "finish":
+                result: dict[str, Any] = decision["result"]
+                return result
+            ctx.reason(decision["agent_reasoning"])
+            output = tools[decision["action"]](**decision["args"])
+            history.append({"action": decision["action"], "result": output})
+        raise RuntimeError(f"the planner did not finish within {MAX_DECISIONS} decisions")
+
+    return app

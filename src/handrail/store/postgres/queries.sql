@@ -1,0 +1,180 @@
+-- Named queries of the PostgreSQL store. Parameters are psycopg's %(named)s placeholders.
+-- Events are written as parallel arrays through unnest(): one statement (one round trip,
+-- one prepared plan) whatever the number of events.
+
+-- name: create_task
+WITH task AS (
+    INSERT INTO handrail_tasks (task_id, workflow, queue, status, created_at, updated_at,
+        run_at, initiator, max_execution_seconds)
+    VALUES (%(task_id)s, %(workflow)s, %(queue)s, 'pending', %(created_at)s, %(created_at)s,
+        %(run_at)s, %(initiator)s, %(max_execution_seconds)s)
+    ON CONFLICT (task_id) DO NOTHING
+    RETURNING task_id
+)
+INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs, outputs,
+    reasoning, approval, error, actor, data)
+SELECT e.*
+FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
+    %(e_ts)s::double precision[], %(e_step_index)s::integer[], %(e_step_name)s::text[],
+    %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
+    %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[], %(e_data)s::text[])
+    AS e
+WHERE EXISTS (SELECT FROM task);
+
+-- name: insert_events
+INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs, outputs,
+    reasoning, approval, error, actor, data)
+SELECT *
+FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
+    %(e_ts)s::double precision[], %(e_step_index)s::integer[], %(e_step_name)s::text[],
+    %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
+    %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[], %(e_data)s::text[]);
+
+-- name: claim_task
+-- The due task first; rows other claimers hold are skipped, not waited for.
+WITH candidate AS (
+    SELECT task_id FROM handrail_tasks
+    WHERE run_at <= %(now)s
+      AND (lease_owner IS NULL OR lease_expires_at <= %(now)s)
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s::text[]))
+    ORDER BY run_at, created_at, task_id COLLATE "C"
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE handrail_tasks AS t
+SET lease_owner = %(worker)s, lease_expires_at = %(expires)s, epoch = t.epoch + 1,
+    status = 'in_progress', updated_at = %(now)s
+FROM candidate
+WHERE t.task_id = candidate.task_id
+RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
+    t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
+    t.max_execution_seconds;
+
+-- name: claim_task_id
+-- claim_task for one named task (a plan on the primary key).
+WITH candidate AS (
+    SELECT task_id FROM handrail_tasks
+    WHERE task_id = %(task_id)s
+      AND run_at <= %(now)s
+      AND (lease_owner IS NULL OR lease_expires_at <= %(now)s)
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s::text[]))
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE handrail_tasks AS t
+SET lease_owner = %(worker)s, lease_expires_at = %(expires)s, epoch = t.epoch + 1,
+    status = 'in_progress', updated_at = %(now)s
+FROM candidate
+WHERE t.task_id = candidate.task_id
+RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
+    t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
+    t.max_execution_seconds;
+
+-- name: append_events
+-- The per-step write, in one statement: lock the task row (a concurrent claim either
+-- skips it or has already bumped the epoch, which the lock then shows), and only if the
+-- lease still holds (and, with honor_cancel, no cancel is flagged) insert the events and
+-- update the row. The fence row is returned so the caller can tell why nothing was written.
+WITH fence AS (
+    SELECT epoch, lease_owner, cancel_requested_by
+    FROM handrail_tasks
+    WHERE task_id = %(task_id)s
+    FOR NO KEY UPDATE
+),
+allowed AS (
+    SELECT FROM fence
+    WHERE epoch = %(epoch)s
+      AND lease_owner = %(worker)s
+      AND NOT (%(honor_cancel)s::boolean AND cancel_requested_by IS NOT NULL)
+),
+inserted AS (
+    INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs,
+        outputs, reasoning, approval, error, actor, data)
+    SELECT e.*
+    FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
+        %(e_ts)s::double precision[], %(e_step_index)s::integer[], %(e_step_name)s::text[],
+        %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
+        %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[],
+        %(e_data)s::text[]) AS e
+    WHERE EXISTS (SELECT FROM allowed)
+),
+updated AS (
+    UPDATE handrail_tasks
+    SET status = coalesce(%(status)s::text, status),
+        run_at = CASE WHEN %(set_run_at)s::boolean THEN %(run_at)s::double precision
+                 ELSE run_at END,
+        lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_owner END,
+        lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_expires_at END,
+        updated_at = %(now)s
+    WHERE task_id = %(task_id)s
+      AND %(update)s::boolean
+      AND EXISTS (SELECT FROM allowed)
+)
+SELECT epoch, lease_owner, cancel_requested_by FROM fence;
+
+-- name: lock_task
+SELECT task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
+    lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds
+FROM handrail_tasks WHERE task_id = %(task_id)s
+FOR NO KEY UPDATE;
+
+-- name: last_seq
+SELECT coalesce(max(seq), -1) FROM handrail_events WHERE task_id = %(task_id)s;
+
+-- name: update_task
+UPDATE handrail_tasks
+SET status = coalesce(%(status)s::text, status),
+    run_at = CASE WHEN %(set_run_at)s::boolean THEN %(run_at)s::double precision
+             ELSE run_at END,
+    lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_expires_at END,
+    updated_at = %(now)s
+WHERE task_id = %(task_id)s;
+
+-- name: revoke_lease
+-- An operator write revokes any expired lease: the old holder can write no more.
+UPDATE handrail_tasks SET epoch = epoch + 1, lease_owner = NULL, lease_expires_at = NULL
+WHERE task_id = %(task_id)s;
+
+-- name: renew_lease
+UPDATE handrail_tasks SET lease_expires_at = %(expires)s
+WHERE task_id = %(task_id)s AND epoch = %(epoch)s AND lease_owner = %(worker)s;
+
+-- name: release_worker
+UPDATE handrail_tasks SET lease_owner = NULL, lease_expires_at = NULL
+WHERE lease_owner = %(worker)s;
+
+-- name: request_cancel
+UPDATE handrail_tasks
+SET cancel_requested_by = coalesce(cancel_requested_by, %(actor)s), updated_at = %(now)s
+WHERE task_id = %(task_id)s
+RETURNING task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
+    lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds;
+
+-- name: load_events
+SELECT task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning, approval,
+    error, actor, data
+FROM handrail_events WHERE task_id = %(task_id)s ORDER BY seq;
+
+-- name: get_task
+SELECT task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
+    lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds
+FROM handrail_tasks WHERE task_id = %(task_id)s;
+
+-- name: list_tasks
+SELECT task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
+    lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds
+FROM handrail_tasks
+WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s::text)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+ORDER BY created_at DESC, task_id COLLATE "C" DESC
+LIMIT %(limit)s;
+
+-- name: next_due
+SELECT min(GREATEST(run_at, lease_expires_at))
+FROM handrail_tasks
+WHERE run_at IS NOT NULL
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s::text[]));

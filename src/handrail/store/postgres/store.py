@@ -1,0 +1,396 @@
+"""PostgresStore: tasks and journals in PostgreSQL, for many workers on many machines.
+
+Every store operation is one transaction on a connection borrowed from a pool. Workers
+claim with ``FOR UPDATE SKIP LOCKED`` (claimers never queue behind each other), and every
+leased write locks the task row before checking its fencing epoch, so a write and a claim
+of the same task are serialized: either the claim skips the row, or the write sees the new
+epoch and raises ``LeaseLost``. Migrations are applied when the store opens, under an
+advisory lock, so many processes may open the same database at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from handrail.errors import (
+    CancelRequested,
+    ConfigurationError,
+    LeaseLost,
+    StaleWriteError,
+    StoreError,
+    TaskExistsError,
+)
+from handrail.journal import Event, EventKind, TaskStatus
+from handrail.store._rows import event_to_row, row_to_event, row_to_task
+from handrail.store._sql import load_migrations, load_queries
+from handrail.store.base import UNSET, Claim, Lease, NewTask, TaskRecord, _Unset
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg_pool import ConnectionPool, PoolClosed
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ConfigurationError(
+        "the PostgreSQL store needs psycopg 3 and psycopg-pool: pip install 'handrail[postgres]'"
+    ) from exc
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+_Conn = psycopg.Connection[tuple[Any, ...]]
+
+_PACKAGE = "handrail.store.postgres"
+_Q = load_queries(_PACKAGE)
+_CLAIMED = EventKind.TASK_CLAIMED
+_MIGRATION_LOCK = 0x68616E6472_0001  # "handr" + 1: the advisory lock migrations run under
+_EVENT_FIELDS = (
+    "e_task_id",
+    "e_seq",
+    "e_kind",
+    "e_ts",
+    "e_step_index",
+    "e_step_name",
+    "e_inputs",
+    "e_outputs",
+    "e_reasoning",
+    "e_approval",
+    "e_error",
+    "e_actor",
+    "e_data",
+)
+
+
+class PostgresStore:
+    """Tasks and journals in one PostgreSQL database (tables ``handrail_*``).
+
+    ``url`` is a libpq connection URL or string (``postgresql://user:pass@host/db``).
+    The pool holds ``min_size`` to ``max_size`` connections; an operation waits up to
+    ``timeout`` seconds for a free one. Opening waits up to ``connect_timeout`` seconds
+    for the server.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ):
+        self.url = url
+        self._where = _redact(url)
+        self._pool: ConnectionPool[_Conn] | None = None
+        try:
+            # Migrate on a connection of our own first: a bad URL or a server that is not
+            # there fails fast with the driver's own reason, not a pool timeout.
+            with psycopg.connect(url, connect_timeout=max(1, round(connect_timeout))) as conn:
+                _migrate(conn)
+            pool: ConnectionPool[_Conn] = ConnectionPool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout,
+                open=True,
+                name="handrail",
+                kwargs={"autocommit": False},
+            )
+            try:
+                pool.wait(timeout=connect_timeout)
+            except BaseException:
+                pool.close()
+                raise
+            self._pool = pool
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open PostgreSQL store at {self._where}: {exc}") from exc
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _run(self, fn: Callable[[_Conn], T]) -> T:
+        """Run ``fn`` in one transaction: committed if it returns, rolled back if it raises."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is closed")
+        try:
+            with pool.connection() as conn, conn.transaction():
+                return fn(conn)
+        except PoolClosed:
+            raise StoreError("the store is closed") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        except UnicodeEncodeError as exc:  # a str the driver cannot send (a lone surrogate)
+            raise StoreError(f"PostgreSQL: cannot encode a value: {exc}") from exc
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    # -- writes ------------------------------------------------------------------------
+
+    def create_task(self, task: NewTask) -> None:
+        params = {
+            "task_id": task.task_id,
+            "workflow": task.workflow,
+            "queue": task.queue,
+            "created_at": task.created_at,
+            "run_at": task.run_at,
+            "initiator": task.initiator,
+            "max_execution_seconds": task.max_execution_seconds,
+            **_event_arrays([task.event]),
+        }
+
+        def op(conn: _Conn) -> None:
+            if conn.execute(_Q["create_task"], params).rowcount == 0:
+                raise TaskExistsError(task.task_id)
+
+        self._run(op)
+
+    def claim_task(
+        self,
+        worker_id: str,
+        *,
+        now: float,
+        lease_seconds: float,
+        queues: Sequence[str] | None = None,
+        workflows: Sequence[str] | None = None,
+        task_id: str | None = None,
+    ) -> Claim | None:
+        params = {
+            "worker": worker_id,
+            "expires": now + lease_seconds,
+            "now": now,
+            "queues": None if queues is None else list(queues),
+            "workflows": None if workflows is None else list(workflows),
+            "task_id": task_id,
+        }
+        query = _Q["claim_task"] if task_id is None else _Q["claim_task_id"]
+
+        def op(conn: _Conn) -> Claim | None:
+            row = conn.execute(query, params).fetchone()
+            if row is None:
+                return None
+            task = row_to_task(row)
+            rows = conn.execute(_Q["load_events"], {"task_id": task.task_id}).fetchall()
+            events = [row_to_event(r) for r in rows]
+            claimed = Event(
+                task_id=task.task_id,
+                seq=events[-1].seq + 1 if events else 0,
+                kind=_CLAIMED,
+                timestamp=now,
+                data={"worker": worker_id, "epoch": task.epoch},
+            )
+            conn.execute(_Q["insert_events"], _event_arrays([claimed]))
+            events.append(claimed)
+            return Claim(task, Lease(task.task_id, worker_id, task.epoch), events)
+
+        return self._run(op)
+
+    def renew_lease(self, lease: Lease, *, now: float, lease_seconds: float) -> bool:
+        params = {
+            "expires": now + lease_seconds,
+            "task_id": lease.task_id,
+            "epoch": lease.epoch,
+            "worker": lease.worker_id,
+        }
+        return self._run(lambda conn: conn.execute(_Q["renew_lease"], params).rowcount == 1)
+
+    def release_worker(self, worker_id: str) -> int:
+        return self._run(
+            lambda conn: conn.execute(_Q["release_worker"], {"worker": worker_id}).rowcount
+        )
+
+    def append_events(
+        self,
+        lease: Lease,
+        events: Sequence[Event],
+        *,
+        now: float,
+        status: TaskStatus | None = None,
+        run_at: float | _Unset | None = UNSET,
+        release: bool = False,
+        honor_cancel: bool = False,
+    ) -> None:
+        update = _update_params(lease.task_id, now, status, run_at, release)
+        params = {
+            "task_id": lease.task_id,
+            "epoch": lease.epoch,
+            "worker": lease.worker_id,
+            "honor_cancel": honor_cancel,
+            "update": update is not None,
+            **(update or _NO_UPDATE),
+            **_event_arrays(events),
+        }
+
+        def op(conn: _Conn) -> None:
+            try:
+                fence = conn.execute(_Q["append_events"], params).fetchone()
+            except pg_errors.UniqueViolation:
+                raise _seq_taken(lease.task_id) from None
+            if fence is None or fence[0] != lease.epoch or fence[1] != lease.worker_id:
+                raise LeaseLost(lease.task_id)
+            if honor_cancel and fence[2] is not None:
+                raise CancelRequested(lease.task_id)
+
+        self._run(op)
+
+    def append_unleased(
+        self,
+        task_id: str,
+        events: Sequence[Event],
+        *,
+        expect_seq: int,
+        now: float,
+        status: TaskStatus | None = None,
+        run_at: float | _Unset | None = UNSET,
+    ) -> None:
+        rows = _event_arrays(events)
+        update = _update_params(task_id, now, status, run_at, False)
+
+        def op(conn: _Conn) -> None:
+            row = conn.execute(_Q["lock_task"], {"task_id": task_id}).fetchone()
+            if row is None:
+                raise StaleWriteError(task_id, "the task does not exist")
+            if row_to_task(row).leased(now):
+                raise StaleWriteError(task_id, "a worker holds the task now")
+            last = conn.execute(_Q["last_seq"], {"task_id": task_id}).fetchone()
+            if last is None or last[0] != expect_seq:
+                raise StaleWriteError(task_id, "its journal moved on")
+            conn.execute(_Q["revoke_lease"], {"task_id": task_id})
+            try:
+                conn.execute(_Q["insert_events"], rows)
+            except pg_errors.UniqueViolation:
+                raise _seq_taken(task_id) from None
+            if update is not None:
+                conn.execute(_Q["update_task"], update)
+
+        self._run(op)
+
+    def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
+        params = {"task_id": task_id, "actor": actor, "now": now}
+
+        def op(conn: _Conn) -> TaskRecord:
+            row = conn.execute(_Q["request_cancel"], params).fetchone()
+            if row is None:
+                raise StaleWriteError(task_id, "the task does not exist")
+            return row_to_task(row)
+
+        return self._run(op)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def load_events(self, task_id: str) -> list[Event]:
+        rows = self._run(lambda c: c.execute(_Q["load_events"], {"task_id": task_id}).fetchall())
+        return [row_to_event(r) for r in rows]
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        row = self._run(lambda c: c.execute(_Q["get_task"], {"task_id": task_id}).fetchone())
+        return None if row is None else row_to_task(row)
+
+    def list_tasks(
+        self,
+        *,
+        statuses: Sequence[TaskStatus] | None = None,
+        workflow: str | None = None,
+        queue: str | None = None,
+        limit: int = 100,
+    ) -> list[TaskRecord]:
+        params = {
+            "statuses": None if statuses is None else [s.value for s in statuses],
+            "workflow": workflow,
+            "queue": queue,
+            "limit": limit,
+        }
+        rows = self._run(lambda c: c.execute(_Q["list_tasks"], params).fetchall())
+        return [row_to_task(r) for r in rows]
+
+    def next_due(
+        self,
+        *,
+        now: float,
+        queues: Sequence[str] | None = None,
+        workflows: Sequence[str] | None = None,
+    ) -> float | None:
+        params = {
+            "queues": None if queues is None else list(queues),
+            "workflows": None if workflows is None else list(workflows),
+        }
+        row = self._run(lambda c: c.execute(_Q["next_due"], params).fetchone())
+        return None if row is None or row[0] is None else float(row[0])
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+_NO_UPDATE: dict[str, Any] = {
+    "now": None,
+    "status": None,
+    "set_run_at": False,
+    "run_at": None,
+    "release": False,
+}
+
+
+def _update_params(
+    task_id: str,
+    now: float,
+    status: TaskStatus | None,
+    run_at: float | _Unset | None,
+    release: bool,
+) -> dict[str, Any] | None:
+    set_run_at = not isinstance(run_at, _Unset)
+    if status is None and not set_run_at and not release:
+        return None
+    return {
+        "task_id": task_id,
+        "now": now,
+        "status": None if status is None else status.value,
+        "set_run_at": set_run_at,
+        "run_at": run_at if set_run_at else None,
+        "release": release,
+    }
+
+
+def _event_arrays(events: Sequence[Event]) -> dict[str, list[Any]]:
+    """Events as the column arrays the ``unnest`` inserts take."""
+    rows = [event_to_row(e) for e in events]
+    return {name: [row[i] for row in rows] for i, name in enumerate(_EVENT_FIELDS)}
+
+
+def _seq_taken(task_id: str) -> StaleWriteError:
+    return StaleWriteError(task_id, "an event with that sequence number exists")
+
+
+def _migrate(conn: _Conn) -> None:
+    """Apply the migrations not yet applied, one process at a time."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS handrail_migrations (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at double precision NOT NULL)"
+        )
+        done = {r[0] for r in conn.execute("SELECT version FROM handrail_migrations")}
+        for migration in load_migrations(_PACKAGE):
+            if migration.version in done:
+                continue
+            conn.execute(migration.sql.encode())  # no parameters: may hold many statements
+            conn.execute(
+                "INSERT INTO handrail_migrations VALUES (%s, %s, %s)",
+                (migration.version, migration.name, time.time()),
+            )
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    if "://" not in url:
+        return "<connection string>"  # key=value form: may hold password=...
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user, _, host = parts.netloc.rpartition("@")
+        return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+    except ValueError:
+        return "<unparsable URL>"

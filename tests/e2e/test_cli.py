@@ -1,0 +1,387 @@
+"""The `handrail` executable end to end: real processes, a real SQLite file, real SIGKILL.
+
+Each test gets its own store (``$HANDRAIL_DB`` in a temporary directory) and runs the
+installed ``handrail`` script with ``tests/e2e`` on ``PYTHONPATH`` so ``--app cliapp:app``
+imports the test app. Tasks run on ``handrail worker`` processes started and stopped here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handrail.store.url import open_store
+
+HERE = Path(__file__).resolve().parent
+HANDRAIL = Path(sys.executable).with_name("handrail")
+APP = "cliapp:app"
+TIMEOUT = 20.0
+
+
+class CLI:
+    """Runs `handrail` against one temporary store."""
+
+    def __init__(self, tmp_path: Path):
+        self.dir = tmp_path
+        self.db = tmp_path / "handrail.db"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HANDRAIL_")}
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p
+        )
+        env["HANDRAIL_DB"] = str(self.db)
+        env["COLUMNS"] = "250"
+        env.pop("CLIAPP_CRASH_IN", None)
+        self.env = env
+
+    def run(self, *args: str, code: int | None = 0, **env: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [str(HANDRAIL), *args],
+            cwd=self.dir,
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        if code is not None:
+            assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+        return done
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def start(self, workflow: str, *args: str, as_: str = "alice") -> str:
+        out = self.run("--app", APP, "--as", as_, "tasks", "start", workflow, *args).stdout
+        assert out.startswith("started task ")
+        return out.split()[2]
+
+    @contextmanager
+    def worker(self, worker_id: str = "w1", **env: str) -> Iterator[subprocess.Popen[str]]:
+        """A `handrail worker` process; stopped with SIGTERM (it must exit cleanly)."""
+        proc = subprocess.Popen(
+            [
+                str(HANDRAIL),
+                "--app",
+                APP,
+                "worker",
+                "--poll-interval",
+                "0.05",
+                "--worker-id",
+                worker_id,
+            ],
+            cwd=self.dir,
+            env={**self.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                _, err = proc.communicate(timeout=TIMEOUT)
+                assert proc.returncode == 0, err
+                assert "stopped" in err
+                assert "Traceback" not in err
+            else:
+                proc.communicate()
+
+    def wait_status(self, task_id: str, *statuses: str) -> str:
+        """Poll the store until the task reaches one of ``statuses``."""
+        store = open_store(str(self.db))
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while time.monotonic() < deadline:
+                record = store.get_task(task_id)
+                if record is not None and record.status.value in statuses:
+                    return record.status.value
+                time.sleep(0.02)
+        finally:
+            store.close()
+        raise AssertionError(f"task {task_id} did not reach {statuses}")
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> CLI:
+    assert HANDRAIL.exists(), f"the handrail script is not installed next to {sys.executable}"
+    return CLI(tmp_path)
+
+
+def test_start_list_show(cli: CLI) -> None:
+    with cli.worker():
+        out = cli.run(
+            "--app",
+            APP,
+            "--as",
+            "alice",
+            "tasks",
+            "start",
+            "greet",
+            "--arg",
+            "name=Ada",
+            "--id",
+            "t-greet",
+            "--wait",
+        ).stdout
+    assert "started task t-greet (workflow greet, queue default) as alice" in out
+    assert '"Hello, Ada!"' in out
+
+    listing = cli.run("tasks", "list").stdout
+    assert "t-greet" in listing
+    assert "completed" in listing
+    rows = cli.json("tasks", "list", "--status", "completed", "--workflow", "greet")
+    assert [r["task_id"] for r in rows] == ["t-greet"]
+    assert rows[0]["initiator"] == "alice"
+    assert cli.json("tasks", "list", "--status", "failed") == []
+
+    shown = cli.run("tasks", "show", "t-greet").stdout
+    for expected in (
+        "Timeline",
+        "task_created",
+        "task_claimed",
+        "step_started",
+        "0 lookup_greeting",
+        "The user wants a greeting for Ada; look it up.",
+        'out: "Hello, Ada!"',
+        "task_completed",
+        "alice",
+        "Context summary",
+    ):
+        assert expected in shown, expected
+
+    view = cli.json("tasks", "show", "t-greet")
+    assert view["task"]["status"] == "completed"
+    assert view["result"] == "Hello, Ada!"
+    assert [e["kind"] for e in view["events"]] == [
+        "task_created",
+        "task_claimed",
+        "step_started",
+        "step_completed",
+        "task_completed",
+    ]
+    assert view["events"][2]["agent_reasoning"].startswith("The user wants a greeting")
+
+
+def test_start_with_json_arguments_and_bad_arguments(cli: CLI) -> None:
+    task_id = cli.start(
+        "charge", "--json", json.dumps({"ledger": "l.txt", "amount": 5}), "--arg", "account=x"
+    )
+    view = cli.json("tasks", "show", task_id)
+    assert view["inputs"]["kwargs"] == {"ledger": "l.txt", "amount": 5, "account": "x"}
+
+    def start_fails(*args: str) -> str:
+        return cli.run("--app", APP, "--as", "a", "tasks", "start", *args, code=2).stderr
+
+    assert "unknown argument(s) nme" in start_fails("greet", "--arg", "nme=Ada")
+    assert "missing argument(s) name" in start_fails("greet")
+    assert "registered: charge, flaky, greet" in start_fails("gret")
+    assert "KEY=VALUE" in start_fails("greet", "--arg", "name")
+    assert "not valid JSON" in start_fails("greet", "--json", "{name")
+    assert "expected a JSON object" in start_fails("greet", "--json", "[1]")
+    err = cli.run(
+        "--app",
+        APP,
+        "--as",
+        "a",
+        "tasks",
+        "start",
+        "greet",
+        "--arg",
+        "name=A",
+        "--id",
+        task_id,
+        code=1,
+    ).stderr
+    assert f"a task with id {task_id!r} exists already" in err
+
+
+def test_cancel(cli: CLI) -> None:
+    task_id = cli.start("greet", "--arg", "name=Bo")
+    err = cli.run("tasks", "cancel", task_id, code=2).stderr
+    assert "must name who does it" in err
+    assert "--as" in err
+    assert cli.json("tasks", "show", task_id)["task"]["status"] == "pending"
+
+    out = cli.run("--as", "bob", "tasks", "cancel", task_id, "--reason", "wrong customer").stdout
+    assert f"task {task_id} cancelled by bob" in out
+    view = cli.json("tasks", "show", task_id)
+    assert view["task"]["status"] == "cancelled"
+    cancelled = [e for e in view["events"] if e["kind"] == "task_cancelled"]
+    assert cancelled[0]["actor"] == "bob"
+    assert cancelled[0]["data"] == {"reason": "wrong customer"}
+    assert "reason: wrong customer" in cli.run("tasks", "show", task_id).stdout
+
+    err = cli.run("--as", "bob", "tasks", "cancel", task_id, code=1).stderr
+    assert "cancelled already; nothing to cancel" in err
+
+
+def test_failed_task_resumes(cli: CLI) -> None:
+    marker = cli.dir / "marker"
+    with cli.worker():
+        task_id = cli.start("flaky", "--arg", f"marker={marker}")
+        cli.wait_status(task_id, "failed")
+        shown = cli.run("tasks", "show", task_id).stdout
+        assert "FileNotFoundError" in shown
+        assert f"tasks resume {task_id}" in shown
+
+        assert "must name who" in cli.run("tasks", "resume", task_id, code=2).stderr
+        marker.touch()
+        out = cli.run("--as", "carol", "tasks", "resume", task_id).stdout
+        assert f"task {task_id} resumed by carol" in out
+        cli.wait_status(task_id, "completed")
+    view = cli.json("tasks", "show", task_id)
+    assert view["result"] == "marker present"
+    resumed = [e for e in view["events"] if e["kind"] == "task_resumed"]
+    assert resumed[0]["actor"] == "carol"
+    err = cli.run("--as", "carol", "tasks", "resume", task_id, code=1).stderr
+    assert "only failed or stalled tasks can be resumed" in err
+
+
+def test_in_doubt_step_becomes_an_intervention(cli: CLI) -> None:
+    ledger = cli.dir / "ledger.txt"
+    task_id = cli.start(
+        "charge", "--arg", f"ledger={ledger}", "--arg", "account=acme", "--json", '{"amount": 1200}'
+    )
+    with cli.worker("w1", CLIAPP_CRASH_IN="charge_card") as doomed:
+        doomed.wait(timeout=TIMEOUT)
+    assert doomed.returncode == -signal.SIGKILL
+    assert ledger.read_text() == "acme 1200\n"
+    shown = cli.run("tasks", "show", task_id).stdout
+    assert "0 charge_card" in shown
+    assert "Charge account acme 1200 cents for the order." in shown
+
+    with cli.worker("w1"):  # the same identity takes the dead worker's lease back at once
+        cli.wait_status(task_id, "awaiting_intervention")
+        listing = cli.run("interventions", "list").stdout
+        assert "in_doubt" in listing
+        assert "charge_card" in listing
+        (item,) = cli.json("interventions", "list", "--task", task_id)
+        assert "whether its effect happened is in doubt" in item["reason"]
+        iid = item["intervention_id"]
+        assert item["open"]
+        assert f"interventions resolve {iid}" in cli.run("tasks", "show", task_id).stdout
+
+        resolve = ("interventions", "resolve", iid, "--action", "mark_done")
+        assert "must name who" in cli.run(*resolve, code=2).stderr
+        out = cli.run(
+            "--as",
+            "dave",
+            *resolve,
+            "--output",
+            '{"charge_id": "ch-manual"}',
+            "--comment",
+            "found it at the processor",
+        ).stdout
+        assert "resolved by dave (mark_done): step 0 (charge_card) recorded as done" in out
+        cli.wait_status(task_id, "completed")
+
+    assert ledger.read_text() == "acme 1200\n"  # never charged twice
+    view = cli.json("tasks", "show", task_id)
+    assert view["result"]["receipt"] == {"charge_id": "ch-manual"}
+    assert "no open interventions" in cli.run("interventions", "list").stdout
+    (resolved,) = cli.json("interventions", "list", "--all")
+    assert resolved["resolved_by"] == "dave"
+    assert resolved["resolution"] == "mark_done"
+    assert resolved["comment"] == "found it at the processor"
+    err = cli.run("--as", "dave", *resolve, code=1).stderr
+    assert "resolved already" in err
+
+
+def test_unknown_ids_fail_with_a_hint(cli: CLI) -> None:
+    cli.start("greet", "--arg", "name=x")  # the store exists
+    for args in (
+        ("tasks", "show", "nope"),
+        ("--as", "o", "tasks", "cancel", "nope"),
+        ("--as", "o", "tasks", "resume", "nope"),
+        ("interventions", "list", "--task", "nope"),
+    ):
+        err = cli.run(*args, code=1).stderr
+        assert "no task with id 'nope'" in err
+        assert "handrail tasks list" in err
+    err = cli.run(
+        "--as", "o", "interventions", "resolve", "nope", "--action", "fail", code=1
+    ).stderr
+    assert "no intervention with id 'nope'" in err
+    assert "handrail interventions list" in err
+
+
+def test_missing_store_and_app_errors(cli: CLI) -> None:
+    err = cli.run("tasks", "list", code=1).stderr
+    assert "no handrail store at" in err
+    assert not cli.db.exists()
+
+    err = cli.run("--as", "a", "tasks", "start", "greet", code=2).stderr
+    assert "needs the app" in err
+    assert "--app module:attribute" in err
+    assert "needs the app" in cli.run("worker", code=2).stderr
+
+    def bad_app(ref: str) -> str:
+        return cli.run("--app", ref, "tasks", "list", code=2).stderr
+
+    assert "expected module:attribute" in bad_app("cliapp")
+    err = bad_app("no_such_module:app")
+    assert "cannot import module 'no_such_module'" in err
+    assert "PYTHONPATH" in err
+    err = bad_app("cliapp:nope")
+    assert "has no attribute 'nope'" in err
+    assert "Apps defined in 'cliapp': app" in err
+    err = bad_app("cliapp:NOT_AN_APP")
+    assert "is a str, not a handrail.App" in err
+
+
+def test_help_for_every_command(cli: CLI) -> None:
+    commands = [
+        (),
+        ("tasks",),
+        ("tasks", "start"),
+        ("tasks", "list"),
+        ("tasks", "show"),
+        ("tasks", "cancel"),
+        ("tasks", "resume"),
+        ("interventions",),
+        ("interventions", "list"),
+        ("interventions", "resolve"),
+        ("worker",),
+        ("demo",),
+    ]
+    for command in commands:
+        out = cli.run(*command, "--help").stdout
+        assert out.startswith("Usage: handrail"), command
+
+
+def test_demo(cli: CLI) -> None:
+    began = time.monotonic()
+    out = cli.run("demo").stdout
+    assert time.monotonic() - began < 15
+    for expected in (
+        "killed by SIGKILL",
+        "step 5 update_renewal_date: intent recorded, no result -> in doubt",
+        "Restart the worker with the same id",
+        "re-run: in doubt after a crash; safe to re-run (idempotency key)",
+        "Timeline",
+        "step_retried",
+        "CRM updates: 1 (duplicates ignored: 1), notices sent: 1, CRM activities logged: 1",
+        "verdict: PASS",
+    ):
+        assert expected in out, expected
+
+
+def test_demo_refuses_an_existing_store(cli: CLI) -> None:
+    db = cli.dir / "demo.db"
+    cli.run("demo", "--db", str(db))
+    assert db.exists()
+    assert (cli.dir / "demo-systems" / "outbox.jsonl").exists()
+    err = cli.run("demo", "--db", str(db), code=1).stderr
+    assert "needs a fresh store" in err
