@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from handrail import serde
 
@@ -80,13 +80,13 @@ _STATUS_OF_KIND: dict[EventKind, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """One checkpoint: an immutable record of one state transition of a task.
 
     ``inputs_json`` and ``outputs_json`` hold the JSON text as stored; ``inputs`` and
     ``outputs`` decode it. ``error`` and ``data`` are small JSON objects (kind-specific
     facts: the worker and epoch of a claim, an intervention's details, a timer's due time).
+    A named tuple: immutable, and cheap to build when a long journal is loaded.
     """
 
     task_id: str

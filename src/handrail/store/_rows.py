@@ -41,21 +41,28 @@ def event_to_row(e: Event) -> tuple[Any, ...]:
 
 
 def row_to_event(r: Sequence[Any]) -> Event:
-    return Event(
-        task_id=r[0],
-        seq=r[1],
-        kind=_KINDS[r[2]],
-        timestamp=r[3],
-        step_index=r[4],
-        step_name=r[5],
-        inputs_json=r[6],
-        outputs_json=r[7],
-        agent_reasoning=r[8],
-        requires_human_approval=bool(r[9]),
-        error=None if r[10] is None else json.loads(r[10]),
-        actor=r[11],
-        data=None if r[12] is None else json.loads(r[12]),
+    error, data = r[10], r[12]
+    return _new_event(
+        Event,
+        (
+            r[0],
+            r[1],
+            _KINDS[r[2]],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            r[9] == 1,
+            None if error is None else json.loads(error),
+            r[11],
+            None if data is None else json.loads(data),
+        ),
     )
+
+
+_new_event = tuple.__new__
 
 
 def row_to_task(r: Sequence[Any]) -> TaskRecord:
