@@ -1,10 +1,12 @@
 """Group commit: concurrent writers in one process share one SQLite transaction.
 
 SQLite makes every commit wait for the disk (``synchronous=FULL``), and it takes one writer
-at a time. Writers here hand their work to whichever thread is committing next: the first to
-take the write lock drains the queue and runs every waiting operation in one transaction,
-each in its own savepoint, so one operation's failure rolls back only itself. A lone writer
-takes the lock at once and pays nothing extra; many threads share one disk flush.
+at a time. Writers queue their operation; whoever holds the write lock (the leader) drains
+the queue and runs every waiting operation in one transaction, each in its own savepoint,
+so one operation's failure rolls back only itself. The others sleep on their own event
+until their operation is committed, and when the leader lets go it wakes the first writer
+still queued to lead the next batch. A lone writer takes the lock at once and pays nothing
+extra; many threads share one disk flush.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ T = TypeVar("T")
 
 
 class _Op(Generic[T]):
-    __slots__ = ("done", "error", "fn", "result")
+    __slots__ = ("done", "error", "fn", "result", "wake")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], T]):
         self.fn = fn
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.wake = threading.Event()
 
 
 class GroupCommitter:
@@ -42,11 +45,21 @@ class GroupCommitter:
         op: _Op[T] = _Op(fn)
         with self._queue_lock:
             self._queue.append(op)
-        with self._write_lock:
-            if not op.done:
+        while not op.done:
+            if self._write_lock.acquire(blocking=False):
+                try:
+                    with self._queue_lock:
+                        batch, self._queue = self._queue, []
+                    if batch:
+                        self._execute(batch)
+                finally:
+                    self._write_lock.release()
                 with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._execute(batch)
+                    if self._queue:
+                        self._queue[0].wake.set()
+            else:
+                op.wake.wait()
+                op.wake.clear()
         if op.error is not None:
             raise op.error
         result: T = op.result
@@ -87,3 +100,4 @@ class GroupCommitter:
         finally:
             for op in batch:
                 op.done = True
+                op.wake.set()
