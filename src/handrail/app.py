@@ -6,14 +6,16 @@ import functools
 import os
 import socket
 import threading
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from handrail import serde
 from handrail.clock import Clock, SystemClock
 from handrail.context import _CURRENT
 from handrail.errors import ConfigurationError, NotFoundError
+from handrail.failures import Classifier, RetryPolicy, Rule
 from handrail.handle import TaskHandle
 from handrail.journal import Event, EventKind, Intervention, TaskStatus
 from handrail.lease import Heartbeat
@@ -35,7 +37,10 @@ class App:
     ``postgresql://`` URL, or ``None`` for ``$HANDRAIL_DB`` / ``./handrail.db``.
     ``worker_id`` fixes this process's identity; an App opened with an explicit
     ``worker_id`` takes back the leases its earlier (dead) incarnation held, so its tasks
-    resume at once rather than after the lease expires.
+    resume at once rather than after the lease expires. ``retry_policy`` is the default for
+    tools that set none; ``app.classifier.register(rule)`` adds failure classification
+    rules. ``max_inline_wait``: :meth:`run` and :meth:`execute` wait in this thread for a
+    retry back-off or timer due within this many seconds, instead of returning.
     """
 
     def __init__(
@@ -45,14 +50,21 @@ class App:
         clock: Clock | None = None,
         worker_id: str | None = None,
         lease_seconds: float = 30.0,
+        retry_policy: RetryPolicy | None = None,
+        max_inline_wait: float = 5.0,
     ):
         if lease_seconds <= 0:
             raise ConfigurationError("lease_seconds must be > 0")
+        if max_inline_wait < 0:
+            raise ConfigurationError("max_inline_wait must be >= 0")
         self.store: Store = (
             open_store(store) if store is None or isinstance(store, str | os.PathLike) else store
         )
         self.clock: Clock = clock or SystemClock()
         self.lease_seconds = lease_seconds
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.classifier = Classifier()
+        self.max_inline_wait = max_inline_wait
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.workflows: dict[str, Workflow] = {}
         self.tools: dict[str, Tool] = {}
@@ -137,6 +149,9 @@ class App:
         describe: str | None = None,
         data_accessed: Sequence[str] = (),
         data_modified: Sequence[str] = (),
+        retry: RetryPolicy | None = None,
+        refresh: Callable[[ToolCall, BaseException], Mapping[str, Any]] | None = None,
+        classify: Rule | Sequence[Rule] | None = None,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -152,6 +167,9 @@ class App:
         describe: str | None = None,
         data_accessed: Sequence[str] = (),
         data_modified: Sequence[str] = (),
+        retry: RetryPolicy | None = None,
+        refresh: Callable[[ToolCall, BaseException], Mapping[str, Any]] | None = None,
+        classify: Rule | Sequence[Rule] | None = None,
     ) -> F | Callable[[F], F]:
         """Register a tool. Inside a workflow each call is a recorded step; outside one the
         function just runs.
@@ -163,7 +181,12 @@ class App:
         - ``reconcile(call) -> output | NOT_DONE | UNKNOWN``: after a crash, says whether
           the effect of an in-doubt call happened;
         - ``describe``: the compliance sentence, a template over the call's arguments;
-        - ``data_accessed`` / ``data_modified``: what the tool reads and changes.
+        - ``data_accessed`` / ``data_modified``: what the tool reads and changes;
+        - ``retry``: the :class:`RetryPolicy` for its transient and stale-data failures
+          (default: the app's);
+        - ``refresh(call, error) -> {param: value}``: after a stale-data failure, re-read
+          the inputs; the retry runs with them (both are journaled);
+        - ``classify``: rules asked first when one of its calls fails.
         """
 
         def register(f: F) -> F:
@@ -177,6 +200,9 @@ class App:
                 describe=describe,
                 data_accessed=data_accessed,
                 data_modified=data_modified,
+                retry=retry,
+                refresh=refresh,
+                classify=classify,
             )
             if tool.name in self.tools and self.tools[tool.name].fn is not f:
                 raise ConfigurationError(f"a tool named {tool.name!r} is registered already")
@@ -236,7 +262,24 @@ class App:
         return self.execute(handle.task_id)
 
     def execute(self, task_id: str) -> TaskHandle:
-        """Claim ``task_id`` (it must be runnable now) and drive it in this thread."""
+        """Claim ``task_id`` (it must be runnable now) and drive it in this thread, until it
+        finishes or waits for a human or for a time further away than ``max_inline_wait``."""
+        self._execute_once(task_id)
+        while True:
+            record = self.store.get_task(task_id)
+            if record is None or record.status.terminal or record.run_at is None:
+                break
+            wait = record.run_at - self.clock.now()
+            if wait > self.max_inline_wait or record.leased(self.clock.now()):
+                break
+            if wait > 0:
+                time.sleep(wait)
+            if self.clock.now() < record.run_at:
+                break  # a clock that does not move by itself (tests)
+            self._execute_once(task_id)
+        return TaskHandle(self, task_id)
+
+    def _execute_once(self, task_id: str) -> None:
         claim = self.store.claim_task(
             self.worker_id,
             now=self.clock.now(),
@@ -256,7 +299,6 @@ class App:
                 task_id=task_id,
             )
         self.run_claim(claim)
-        return TaskHandle(self, task_id)
 
     def run_claim(self, claim: Any, stopping: Callable[[], bool] | None = None) -> TaskStatus:
         """Drive a claimed task with its lease kept alive; wake anyone waiting on it."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import random as _random
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -28,12 +27,30 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from handrail import serde
 from handrail.errors import (
     CancelRequested,
+    HumanInterventionRequired,
     NonDeterminismError,
     SerializationError,
     Suspended,
-    ToolCallFailed,
+    TaskFailure,
 )
-from handrail.journal import Event, EventKind, StepStatus, TaskState, TaskStatus, apply
+from handrail.failures import (
+    Classifier,
+    FailureClass,
+    RetryDecision,
+    RetryPolicy,
+    decide,
+    http_status,
+    retry_after,
+)
+from handrail.journal import (
+    Event,
+    EventKind,
+    StepState,
+    StepStatus,
+    TaskState,
+    TaskStatus,
+    apply,
+)
 from handrail.store.base import UNSET, Lease, Store, _Unset
 from handrail.tools import NOT_DONE, UNKNOWN, Reversibility, Tool, ToolCall, idempotency_key
 
@@ -74,14 +91,23 @@ _SLEEP = Tool(
 
 
 class _Run:
-    """A step to execute now."""
+    """A step attempt to execute now."""
 
-    __slots__ = ("index", "kwargs", "started")
+    __slots__ = ("args", "attempt", "first_at", "index", "kwargs")
 
-    def __init__(self, index: int, kwargs: dict[str, Any]):
+    def __init__(
+        self,
+        index: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        attempt: int = 1,
+        first_at: float | None = None,
+    ):
         self.index = index
+        self.args = args
         self.kwargs = kwargs
-        self.started = time.perf_counter()
+        self.attempt = attempt
+        self.first_at = first_at
 
 
 class _Recorded:
@@ -108,8 +134,12 @@ class TaskContext:
         lease: Lease,
         state: TaskState,
         stopping: Callable[[], bool] | None = None,
+        classifier: Classifier | None = None,
+        retry_policy: RetryPolicy | None = None,
     ):
         self.task_id = lease.task_id
+        self._classifier = classifier or Classifier()
+        self._retry_policy = retry_policy or RetryPolicy()
         self._store = store
         self._clock = clock
         self._lease = lease
@@ -217,28 +247,31 @@ class TaskContext:
     ) -> Any:
         """Run ``tool`` as a recorded step (synchronous tools)."""
         plan = self._plan(tool, args, kwargs)
-        if type(plan) is _Recorded:
-            return plan.value
-        assert isinstance(plan, _Run)
-        try:
-            output = (run or tool.fn)(*args, **plan.kwargs)
-        except Exception as exc:
-            self._record_failure(tool, plan, exc)
-        return self._record_success(tool, plan, output)
+        fn = run or tool.fn
+        while type(plan) is _Run:
+            try:
+                output = fn(*plan.args, **plan.kwargs)
+            except (Exception, HumanInterventionRequired) as exc:
+                plan = self._recover(tool, plan, exc)
+                continue
+            return self._record_success(tool, plan, output)
+        assert isinstance(plan, _Recorded)
+        return plan.value
 
     async def call_tool_async(
         self, tool: Tool, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Run ``tool`` as a recorded step (coroutine tools)."""
         plan = self._plan(tool, args, kwargs)
-        if type(plan) is _Recorded:
-            return plan.value
-        assert isinstance(plan, _Run)
-        try:
-            output = await tool.fn(*args, **plan.kwargs)
-        except Exception as exc:
-            self._record_failure(tool, plan, exc)
-        return self._record_success(tool, plan, output)
+        while type(plan) is _Run:
+            try:
+                output = await tool.fn(*plan.args, **plan.kwargs)
+            except (Exception, HumanInterventionRequired) as exc:
+                plan = self._recover(tool, plan, exc)
+                continue
+            return self._record_success(tool, plan, output)
+        assert isinstance(plan, _Recorded)
+        return plan.value
 
     def _plan(self, tool: Tool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Run | _Recorded:
         if self._poison is not None:
@@ -275,23 +308,27 @@ class TaskContext:
             ],
             honor_cancel=True,
         )
-        return _Run(index, self._with_key(tool, index, kwargs))
+        return _Run(index, args, self._with_key(tool, index, kwargs))
 
     def _plan_recorded(
         self, tool: Tool, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> _Run | _Recorded:
         """A step the journal knows but did not see finish (or saw fail)."""
         step = self.state.steps[index]
+        if step.inputs_refreshed:
+            inputs = serde.loads(step.inputs_json) or {}
+            args, kwargs = tuple(inputs.get("args", ())), dict(inputs.get("kwargs", {}))
+        for item in self.state.open_interventions():
+            if item.step_index == index:
+                self._write([], run_at=None, release=True)
+                raise Suspended(f"waiting for intervention {item.intervention_id}")
         if step.status is _S_FAILED and not step.rerun_authorized:
-            error = step.error or {}
-            raise ToolCallFailed(
-                task_id=self.task_id,
-                step_index=index,
-                tool=tool.name,
-                error_type=str(error.get("type", "Error")),
-                message=str(error.get("message", "")),
-            )
-        call_kwargs = self._with_key(tool, index, kwargs)
+            if step.retry_at is not None:
+                if self._clock.now() < step.retry_at:
+                    self._write([], run_at=step.retry_at, release=True)
+                    raise Suspended(f"retrying step {index} at {step.retry_at}")
+                return self._retry(tool, step, args, kwargs, "back-off elapsed")
+            raise self._failure_of(tool, index, step.error or {})
         if step.rerun_authorized:
             reason = "authorized by an operator"
         elif tool.safe_to_rerun:
@@ -299,10 +336,6 @@ class TaskContext:
                 "idempotent" if tool.idempotent else "idempotency key"
             )
         else:
-            for item in self.state.open_interventions():
-                if item.step_index == index:
-                    self._write([], run_at=None, release=True)
-                    raise Suspended(f"waiting for intervention {item.intervention_id}")
             verdict: Any = UNKNOWN
             if tool.reconcile is not None:
                 call = ToolCall(
@@ -332,18 +365,44 @@ class TaskContext:
                 return _Recorded(serde.loads(outputs_json))
             else:
                 self._raise_in_doubt(tool, index, verdict)
+        return self._retry(tool, step, args, kwargs, reason)
+
+    def _retry(
+        self,
+        tool: Tool,
+        step: StepState,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        reason: str,
+        inputs_json: str | None = None,
+    ) -> _Run:
+        """Journal a new attempt of a recorded step and return it to run."""
+        attempt = step.attempts + 1
         self._write(
             [
                 self._event(
                     EventKind.STEP_RETRIED,
-                    step_index=index,
+                    step_index=step.index,
                     step_name=tool.name,
-                    data={"reason": reason, "attempt": step.attempts + 1},
+                    inputs_json=inputs_json,
+                    data={"reason": reason, "attempt": attempt},
                 )
             ],
             honor_cancel=True,
         )
-        return _Run(index, call_kwargs)
+        return _Run(
+            step.index, args, self._with_key(tool, step.index, kwargs), attempt, step.started_at
+        )
+
+    def _failure_of(self, tool: Tool, index: int, error: dict[str, Any]) -> TaskFailure:
+        return TaskFailure(
+            task_id=self.task_id,
+            step_index=index,
+            tool=tool.name,
+            error_type=str(error.get("type", "Error")),
+            message=str(error.get("message", "")),
+            failure_class=error.get("failure_class"),
+        )
 
     def _raise_in_doubt(self, tool: Tool, index: int, verdict: Any) -> NoReturn:
         what = (
@@ -391,13 +450,41 @@ class TaskContext:
             data=data,
         )
         self._write([event], status=TaskStatus.AWAITING_INTERVENTION, run_at=None, release=True)
-        raise Suspended(reason)
+        raise HumanInterventionRequired(
+            reason,
+            task_id=self.task_id,
+            step_index=step_index,
+            tool=step_name,
+            failure_class=(details or {}).get("failure_class"),
+            needed=(details or {}).get("needed"),
+        )
 
     def _record_success(self, tool: Tool, plan: _Run, output: Any) -> Any:
         try:
             outputs_json = serde.dumps(output, what="output", step=tool.name)
         except SerializationError as exc:
-            self._record_failure(tool, plan, exc)
+            self._write(
+                [
+                    self._event(
+                        EventKind.STEP_FAILED,
+                        step_index=plan.index,
+                        step_name=tool.name,
+                        error={
+                            "type": "SerializationError",
+                            "message": str(exc),
+                            "step_index": plan.index,
+                            "tool": tool.name,
+                            "failure_class": FailureClass.FATAL.value,
+                            "attempt": plan.attempt,
+                        },
+                    )
+                ]
+            )
+            raise self._failure_of(
+                tool,
+                plan.index,
+                {"type": "SerializationError", "message": str(exc), "failure_class": "fatal"},
+            ) from exc
         event = self._event(
             _COMPLETED, step_index=plan.index, step_name=tool.name, outputs_json=outputs_json
         )
@@ -406,31 +493,95 @@ class TaskContext:
             self._write([])
         return serde.loads(outputs_json)
 
-    def _record_failure(self, tool: Tool, plan: _Run, exc: BaseException) -> NoReturn:
-        error_type, message = type(exc).__qualname__, str(exc)[:4000]
-        error = {
-            "type": error_type,
-            "message": message,
+    def _recover(self, tool: Tool, plan: _Run, exc: BaseException) -> _Run:
+        """Journal a failed attempt and act on its class: return the next attempt to run
+        now (stale data refreshed), or suspend (back-off, intervention), or raise
+        ``TaskFailure``."""
+        now = self._clock.now()
+        if isinstance(exc, HumanInterventionRequired):
+            failure_class = FailureClass(exc.failure_class or FailureClass.PERMISSION)
+            decision = RetryDecision("intervene", failure_class, reason=str(exc))
+        else:
+            failure_class = self._classifier.classify(exc, tool.rules)
+            decision = decide(
+                failure_class,
+                attempt=plan.attempt,
+                policy=tool.retry or self._retry_policy,
+                elapsed=now - (plan.first_at if plan.first_at is not None else now),
+                server_delay=retry_after(exc, now),
+                can_refresh=tool.refresh is not None,
+            )
+        error: dict[str, Any] = {
+            "type": type(exc).__qualname__,
+            "message": str(exc)[:4000],
             "step_index": plan.index,
             "tool": tool.name,
+            "failure_class": failure_class.value,
+            "attempt": plan.attempt,
         }
-        self._write(
-            [
-                self._event(
-                    EventKind.STEP_FAILED,
-                    step_index=plan.index,
-                    step_name=tool.name,
-                    error=error,
-                )
-            ]
-        )
-        raise ToolCallFailed(
-            task_id=self.task_id,
+        status = http_status(exc)
+        if status is not None:
+            error["http_status"] = status
+        data: dict[str, Any] = {"decision": decision.action, "reason": decision.reason}
+        if decision.action == "retry":
+            data["retry_at"] = now + decision.delay
+        failed = self._event(
+            EventKind.STEP_FAILED,
             step_index=plan.index,
-            tool=tool.name,
-            error_type=error_type,
-            message=message,
-        ) from exc
+            step_name=tool.name,
+            error=error,
+            data=data,
+        )
+        if decision.action == "retry":
+            due = now + decision.delay
+            self._write([failed], run_at=due, release=True)
+            raise Suspended(f"step {plan.index} ({tool.name}) retries at {due}: {exc}")
+        if decision.action == "refresh":
+            assert tool.refresh is not None
+            call = ToolCall(
+                task_id=self.task_id,
+                step_index=plan.index,
+                tool=tool.name,
+                args=plan.args,
+                kwargs={k: v for k, v in plan.kwargs.items() if k != "idempotency_key"},
+                idempotency_key=idempotency_key(self.task_id, plan.index),
+            )
+            args, kwargs = _rebind(tool, call, tool.refresh(call, exc))
+            inputs_json = serde.dumps(
+                {"args": args, "kwargs": kwargs}, what="refreshed input", step=tool.name
+            )
+            self._write([failed])
+            step = self.state.steps[plan.index]
+            return self._retry(
+                tool, step, args, kwargs, "inputs refreshed after stale data", inputs_json
+            )
+        if decision.action == "intervene":
+            self._write([failed])
+            needed = {
+                FailureClass.PERMISSION: "grant the access the tool needs (or fix credentials), "
+                "then retry; or supply the result, skip the step, or fail the task",
+                FailureClass.DATA_ERROR: "investigate and fix the data, then retry; or supply "
+                "the result, skip the step, or fail the task",
+                FailureClass.STALE_DATA: "re-read the record and retry, or supply the result",
+            }.get(failure_class, "decide how to continue")
+            if isinstance(exc, HumanInterventionRequired) and exc.needed:
+                needed = exc.needed
+            self.raise_intervention(
+                failure_class.value,
+                f"step {plan.index} ({tool.name}) failed ({failure_class.value}): "
+                f"{error['type']}: {error['message']}",
+                step_index=plan.index,
+                step_name=tool.name,
+                details={
+                    "failure_class": failure_class.value,
+                    "tool": tool.name,
+                    "error": error,
+                    "needed": needed,
+                    "options": ["retry", "mark_done", "skip", "fail"],
+                },
+            )
+        self._write([failed])
+        raise self._failure_of(tool, plan.index, error) from exc
 
     def _with_key(self, tool: Tool, index: int, kwargs: dict[str, Any]) -> dict[str, Any]:
         if not tool.takes_idempotency_key:
@@ -515,3 +666,17 @@ class TaskContext:
     @property
     def poisoned(self) -> NonDeterminismError | None:
         return self._poison
+
+
+def _rebind(tool: Tool, call: ToolCall, updates: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with a refresh hook's ``{param: value}`` updates applied."""
+    import inspect
+
+    if not isinstance(updates, dict):
+        raise TypeError(
+            f"the refresh hook of tool {tool.name!r} must return a dict of parameter values, "
+            f"not {type(updates).__name__}"
+        )
+    bound = inspect.signature(tool.fn).bind_partial(*call.args, **call.kwargs)
+    bound.arguments.update(updates)
+    return tuple(bound.args), dict(bound.kwargs)

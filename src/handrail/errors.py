@@ -11,12 +11,14 @@ Hierarchy::
     │   ├── TaskExistsError         a task id that is already taken
     │   └── StaleWriteError         an operator write raced a worker; re-read and retry
     ├── ToolCallFailed              a tool raised; the workflow may catch it (same on replay)
+    │   └── TaskFailure             ... and the failure is final (fatal, or retries exhausted)
     ├── TaskFailedError             waiting on a handle whose task failed
     ├── TaskCancelledError          waiting on a handle whose task was cancelled
     └── NonDeterminismError         workflow code no longer matches its journal
 
     HandrailSignal (BaseException)  control flow a user's ``except Exception`` cannot swallow
     ├── Suspended                   the task waits (intervention, approval, timer)
+    │   └── HumanInterventionRequired   ... for a human (permission, data error, in doubt)
     ├── LeaseLost                   another worker owns the task now; stop without writing
     └── CancelRequested             an operator cancelled the task; unwind at the step boundary
 """
@@ -96,13 +98,21 @@ class ToolCallFailed(HandrailError):
         tool: str,
         error_type: str,
         message: str,
+        failure_class: str | None = None,
     ):
-        super().__init__(f"tool {tool!r} (step {step_index}) failed: {error_type}: {message}")
+        kind = f" ({failure_class})" if failure_class else ""
+        super().__init__(f"tool {tool!r} (step {step_index}) failed{kind}: {error_type}: {message}")
         self.task_id = task_id
         self.step_index = step_index
         self.tool = tool
         self.error_type = error_type
         self.error_message = message
+        self.failure_class = failure_class
+
+
+class TaskFailure(ToolCallFailed):
+    """A tool call failed for good: the failure is fatal, or its retries ran out. Unless the
+    workflow catches it, the task fails naming the step, the class and the error."""
 
 
 class TaskFailedError(HandrailError):
@@ -152,6 +162,29 @@ class Suspended(HandrailSignal):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class HumanInterventionRequired(Suspended):
+    """The task waits for a human. The engine raises it (and journals the intervention)
+    for permission and data errors and in-doubt steps; a tool may raise it too, to ask for
+    a human itself, optionally naming a ``failure_class`` (default ``permission``)."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        task_id: str | None = None,
+        step_index: int | None = None,
+        tool: str | None = None,
+        failure_class: str | None = None,
+        needed: str | None = None,
+    ):
+        super().__init__(reason)
+        self.task_id = task_id
+        self.step_index = step_index
+        self.tool = tool
+        self.failure_class = failure_class
+        self.needed = needed
 
 
 class LeaseLost(HandrailSignal):

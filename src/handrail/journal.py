@@ -133,6 +133,9 @@ class StepState:
     attempts: int = 1
     rerun_authorized: bool = False
     completed_by: str | None = None
+    failure_class: str | None = None
+    retry_at: float | None = None
+    inputs_refreshed: bool = False
 
     @property
     def in_doubt(self) -> bool:
@@ -234,12 +237,15 @@ def apply(state: TaskState, event: Event) -> TaskState:
         step.finished_at = event.timestamp
         step.completed_by = event.actor
         step.rerun_authorized = False
+        step.retry_at = None
     elif kind is EventKind.STEP_FAILED:
         step = steps[event.step_index]  # type: ignore[index]
         step.status = StepStatus.FAILED
         step.error = event.error
         step.finished_at = event.timestamp
         step.rerun_authorized = False
+        step.failure_class = (event.error or {}).get("failure_class")
+        step.retry_at = (event.data or {}).get("retry_at")
     elif kind is EventKind.STEP_RETRIED:
         step = steps[event.step_index]  # type: ignore[index]
         step.status = StepStatus.IN_PROGRESS
@@ -247,6 +253,10 @@ def apply(state: TaskState, event: Event) -> TaskState:
         step.error = None
         step.finished_at = None
         step.rerun_authorized = False
+        step.retry_at = None
+        if event.inputs_json is not None:
+            step.inputs_json = event.inputs_json
+            step.inputs_refreshed = True
     elif kind is EventKind.TASK_CLAIMED:
         state.epoch = int((event.data or {}).get("epoch", state.epoch + 1))
         if not state.status.terminal:

@@ -26,8 +26,8 @@ from handrail.journal import (
 )
 from handrail.store.base import Store, TaskRecord
 
-Resolution = Literal["mark_done", "retry", "fail"]
-RESOLUTIONS: tuple[str, ...] = ("mark_done", "retry", "fail")
+Resolution = Literal["mark_done", "retry", "skip", "fail"]
+RESOLUTIONS: tuple[str, ...] = ("mark_done", "retry", "skip", "fail")
 
 T = TypeVar("T")
 
@@ -206,8 +206,10 @@ def resolve_intervention(
 ) -> TaskStatus:
     """Resolve an intervention:
 
-    - ``mark_done``: the step's effect happened; ``output`` is recorded as its result;
-    - ``retry``: run the step again (the operator vouches that this is safe);
+    - ``mark_done``: the step's effect happened (or the operator supplies its result):
+      ``output`` is recorded as its result;
+    - ``retry``: run the step again (after a fix; the operator vouches that this is safe);
+    - ``skip``: go on without the step; it is recorded as done with no output (``None``);
     - ``fail``: fail the task.
     """
     who = _require_actor(actor)
@@ -235,13 +237,14 @@ def resolve_intervention(
         if comment:
             data["comment"] = comment
         step = view.state.steps.get(current.step_index) if current.step_index is not None else None
-        if action == "mark_done" and (step is None or step.status is StepStatus.COMPLETED):
+        done = action in ("mark_done", "skip")
+        if done and (step is None or step.status is StepStatus.COMPLETED):
             raise InvalidOperationError(
-                f"intervention {intervention_id} names no unfinished step to mark done; "
+                f"intervention {intervention_id} names no unfinished step to {action}; "
                 "use retry or fail",
                 task_id=task_id,
             )
-        if action == "mark_done" and step is not None:
+        if done and step is not None:
             seq += 1
             events.append(
                 _event(
@@ -251,9 +254,9 @@ def resolve_intervention(
                     now,
                     step_index=step.index,
                     step_name=step.name,
-                    outputs_json=output_json,
+                    outputs_json=output_json if action == "mark_done" else "null",
                     actor=who,
-                    data={"via": "intervention", "intervention_id": intervention_id},
+                    data={"via": action, "intervention_id": intervention_id},
                 )
             )
         seq += 1

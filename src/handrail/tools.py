@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
 from handrail.errors import ConfigurationError
+from handrail.failures import RetryPolicy, Rule
 
 
 class Reversibility(StrEnum):
@@ -82,6 +83,9 @@ class Tool:
     data_accessed: Sequence[str] = field(default_factory=tuple)
     data_modified: Sequence[str] = field(default_factory=tuple)
     is_async: bool = False
+    retry: RetryPolicy | None = None
+    refresh: Callable[[ToolCall, BaseException], Mapping[str, Any]] | None = None
+    rules: tuple[Rule, ...] = ()
 
     @property
     def safe_to_rerun(self) -> bool:
@@ -113,6 +117,9 @@ def make_tool(
     describe: str | None,
     data_accessed: Sequence[str],
     data_modified: Sequence[str],
+    retry: RetryPolicy | None = None,
+    refresh: Callable[[ToolCall, BaseException], Mapping[str, Any]] | None = None,
+    classify: Rule | Sequence[Rule] | None = None,
 ) -> Tool:
     """Check the metadata against the function and build the :class:`Tool`."""
     tool_name = name or default_name(fn)
@@ -135,6 +142,13 @@ def make_tool(
             )
     if reconcile is not None and not callable(reconcile):
         raise ConfigurationError(f"tool {tool_name!r}: reconcile must be callable")
+    if refresh is not None and not callable(refresh):
+        raise ConfigurationError(f"tool {tool_name!r}: refresh must be callable")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(f"tool {tool_name!r}: retry must be a handrail.RetryPolicy")
+    rules: tuple[Rule, ...] = (
+        () if classify is None else (classify,) if callable(classify) else tuple(classify)
+    )
     return Tool(
         fn=fn,
         name=tool_name,
@@ -146,4 +160,7 @@ def make_tool(
         data_accessed=tuple(data_accessed),
         data_modified=tuple(data_modified),
         is_async=inspect.iscoroutinefunction(fn),
+        retry=retry,
+        refresh=refresh,
+        rules=rules,
     )

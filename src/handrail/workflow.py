@@ -103,7 +103,13 @@ def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) ->
     """Run one claimed task until it finishes or suspends; return the status it reached."""
     state = fold(claim.events)
     ctx = TaskContext(
-        store=app.store, clock=app.clock, lease=claim.lease, state=state, stopping=stopping
+        store=app.store,
+        clock=app.clock,
+        lease=claim.lease,
+        state=state,
+        stopping=stopping,
+        classifier=app.classifier,
+        retry_policy=app.retry_policy,
     )
     token = _CURRENT.set(ctx)
     try:
@@ -141,14 +147,15 @@ def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) ->
             if ctx.poisoned is not None:
                 ctx.fail(_error(ctx.poisoned, step_index=ctx.poisoned.step_index))
             else:
-                ctx.fail(
-                    {
-                        "type": exc.error_type,
-                        "message": exc.error_message,
-                        "step_index": exc.step_index,
-                        "tool": exc.tool,
-                    }
-                )
+                error = {
+                    "type": exc.error_type,
+                    "message": exc.error_message,
+                    "step_index": exc.step_index,
+                    "tool": exc.tool,
+                }
+                if exc.failure_class:
+                    error["failure_class"] = exc.failure_class
+                ctx.fail(error)
             return TaskStatus.FAILED
         except NonDeterminismError as exc:
             ctx.fail(_error(exc, step_index=exc.step_index))

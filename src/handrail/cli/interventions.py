@@ -35,7 +35,7 @@ def list_(task_id: str | None, include_resolved: bool, as_json: bool) -> None:
     if any(i.open for i in items):
         out.print(
             "resolve one: handrail --as NAME interventions resolve ID "
-            "--action mark_done|retry|fail [--output JSON] [--comment TEXT]",
+            "--action mark_done|retry|skip|fail [--output JSON] [--comment TEXT]",
             markup=False,
         )
 
@@ -46,8 +46,9 @@ def list_(task_id: str | None, include_resolved: bool, as_json: bool) -> None:
     "--action",
     required=True,
     type=click.Choice(ops.RESOLUTIONS),
-    help="mark_done: the step's effect happened (record --output as its result); retry: run "
-    "the step again (you vouch it is safe); fail: fail the task.",
+    help="mark_done: the step's effect happened, or you supply its result (record --output "
+    "as its result); retry: run the step again (after a fix; you vouch it is safe); skip: go "
+    "on without the step (its result is null); fail: fail the task.",
 )
 @click.option(
     "--output",
@@ -79,6 +80,7 @@ def resolve(
     what = {
         "mark_done": f"{step} recorded as done",
         "retry": f"{step} will run again",
+        "skip": f"{step} skipped (result null)",
         "fail": "the task fails",
     }[action]
     click.echo(f"intervention {intervention_id} resolved by {actor} ({action}): {what}")
