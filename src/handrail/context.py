@@ -320,7 +320,9 @@ class TaskContext:
             args, kwargs = tuple(inputs.get("args", ())), dict(inputs.get("kwargs", {}))
         for item in self.state.open_interventions():
             if item.step_index == index:
-                self._write([], run_at=None, release=True)
+                self._write(
+                    [], status=TaskStatus.AWAITING_INTERVENTION, run_at=None, release=True
+                )
                 raise Suspended(f"waiting for intervention {item.intervention_id}")
         if step.status is _S_FAILED and not step.rerun_authorized:
             if step.retry_at is not None:
