@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from handrail import serde
 from handrail.clock import Clock, SystemClock
 from handrail.context import _CURRENT
+from handrail.controls import CircuitBreaker, Circuits, RateLimit
 from handrail.errors import ConfigurationError, NotFoundError
 from handrail.failures import Classifier, RetryPolicy, Rule
 from handrail.handle import TaskHandle
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from handrail.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULT_BREAKER = CircuitBreaker()
 
 
 class App:
@@ -41,6 +43,7 @@ class App:
     tools that set none; ``app.classifier.register(rule)`` adds failure classification
     rules. ``max_inline_wait``: :meth:`run` and :meth:`execute` wait in this thread for a
     retry back-off or timer due within this many seconds, instead of returning.
+    ``circuit_breaker`` is the default for tools that set none (``None``: no breaker).
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class App:
         lease_seconds: float = 30.0,
         retry_policy: RetryPolicy | None = None,
         max_inline_wait: float = 5.0,
+        circuit_breaker: CircuitBreaker | None = _DEFAULT_BREAKER,
     ):
         if lease_seconds <= 0:
             raise ConfigurationError("lease_seconds must be > 0")
@@ -65,6 +69,8 @@ class App:
         self.retry_policy = retry_policy or RetryPolicy()
         self.classifier = Classifier()
         self.max_inline_wait = max_inline_wait
+        self.circuit_breaker = circuit_breaker
+        self.circuits = Circuits(self.store, self.clock)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.workflows: dict[str, Workflow] = {}
         self.tools: dict[str, Tool] = {}
@@ -107,6 +113,7 @@ class App:
         name: str | None = None,
         queue: str = "default",
         max_execution_time: float | None = None,
+        max_steps: int | None = None,
     ) -> Callable[[F], Workflow]: ...
 
     def workflow(
@@ -117,14 +124,22 @@ class App:
         name: str | None = None,
         queue: str = "default",
         max_execution_time: float | None = None,
+        max_steps: int | None = None,
     ) -> Workflow | Callable[[F], Workflow]:
         """Register a workflow: ``def wf(ctx: TaskContext, ...)``, plain or ``async``.
 
         ``queue`` picks the workers that run it; ``max_execution_time`` (seconds) is how long
-        a task may be in progress before monitoring calls it stuck."""
+        a task may be in progress before monitoring calls it stuck; ``max_steps`` is a
+        budget: a step past it waits for a human."""
 
         def register(f: F) -> Workflow:
-            wf = make_workflow(f, name=name, queue=queue, max_execution_time=max_execution_time)
+            wf = make_workflow(
+                f,
+                name=name,
+                queue=queue,
+                max_execution_time=max_execution_time,
+                max_steps=max_steps,
+            )
             if wf.name in self.workflows and self.workflows[wf.name].fn is not f:
                 raise ConfigurationError(f"a workflow named {wf.name!r} is registered already")
             self.workflows[wf.name] = wf
@@ -152,6 +167,10 @@ class App:
         retry: RetryPolicy | None = None,
         refresh: Callable[[ToolCall, BaseException], Mapping[str, Any]] | None = None,
         classify: Rule | Sequence[Rule] | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        rate_limit: RateLimit | None = None,
+        task_rate_limit: RateLimit | None = None,
+        max_calls_per_task: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -170,6 +189,10 @@ class App:
         retry: RetryPolicy | None = None,
         refresh: Callable[[ToolCall, BaseException], Mapping[str, Any]] | None = None,
         classify: Rule | Sequence[Rule] | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        rate_limit: RateLimit | None = None,
+        task_rate_limit: RateLimit | None = None,
+        max_calls_per_task: int | None = None,
     ) -> F | Callable[[F], F]:
         """Register a tool. Inside a workflow each call is a recorded step; outside one the
         function just runs.
@@ -186,7 +209,11 @@ class App:
           (default: the app's);
         - ``refresh(call, error) -> {param: value}``: after a stale-data failure, re-read
           the inputs; the retry runs with them (both are journaled);
-        - ``classify``: rules asked first when one of its calls fails.
+        - ``classify``: rules asked first when one of its calls fails;
+        - ``circuit_breaker``: its :class:`CircuitBreaker` (default: the app's);
+        - ``rate_limit`` / ``task_rate_limit``: a :class:`RateLimit` across all tasks / in
+          one task; calls over it wait durably for the next window;
+        - ``max_calls_per_task``: a budget; a call over it waits for a human.
         """
 
         def register(f: F) -> F:
@@ -203,6 +230,10 @@ class App:
                 retry=retry,
                 refresh=refresh,
                 classify=classify,
+                circuit_breaker=circuit_breaker,
+                rate_limit=rate_limit,
+                task_rate_limit=task_rate_limit,
+                max_calls_per_task=max_calls_per_task,
             )
             if tool.name in self.tools and self.tools[tool.name].fn is not f:
                 raise ConfigurationError(f"a tool named {tool.name!r} is registered already")

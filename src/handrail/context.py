@@ -25,8 +25,10 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from handrail import serde
+from handrail.controls import CircuitBreaker, Circuits, Gate, check_call
 from handrail.errors import (
     CancelRequested,
+    Halted,
     HumanInterventionRequired,
     NonDeterminismError,
     SerializationError,
@@ -62,6 +64,7 @@ _CURRENT: ContextVar[TaskContext | None] = ContextVar("handrail_task", default=N
 _STARTED = EventKind.STEP_STARTED
 _COMPLETED = EventKind.STEP_COMPLETED
 _S_COMPLETED = StepStatus.COMPLETED
+_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
 _S_FAILED = StepStatus.FAILED
 
 
@@ -136,8 +139,13 @@ class TaskContext:
         stopping: Callable[[], bool] | None = None,
         classifier: Classifier | None = None,
         retry_policy: RetryPolicy | None = None,
+        circuits: Circuits | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
     ):
         self.task_id = lease.task_id
+        self._circuits = circuits
+        self._breaker = circuit_breaker
+        self.max_steps: int | None = None
         self._classifier = classifier or Classifier()
         self._retry_policy = retry_policy or RetryPolicy()
         self._store = store
@@ -223,7 +231,7 @@ class TaskContext:
                 agent_reasoning=reasoning,
             )
             timer = self._event(EventKind.TIMER_SET, step_index=index, data={"due": due})
-            self._write([intent, timer], honor_cancel=True, run_at=due, release=True)
+            self._write([intent, timer], boundary=True, run_at=due, release=True)
             raise Suspended(f"sleeping until {due}")
         self._check_name(index, recorded.name, _SLEEP.name)
         if recorded.status is _S_COMPLETED:
@@ -296,6 +304,10 @@ class TaskContext:
         except SerializationError:
             self._index = index
             raise
+        gate = self._gate(tool, index)
+        if gate is not None:
+            self._index, self._reasoning = index, reasoning
+            self._stop_at_gate(gate, tool, index)
         self._write(
             [
                 self._event(
@@ -306,7 +318,7 @@ class TaskContext:
                     agent_reasoning=reasoning,
                 )
             ],
-            honor_cancel=True,
+            boundary=True,
         )
         return _Run(index, args, self._with_key(tool, index, kwargs))
 
@@ -320,15 +332,18 @@ class TaskContext:
             args, kwargs = tuple(inputs.get("args", ())), dict(inputs.get("kwargs", {}))
         for item in self.state.open_interventions():
             if item.step_index == index:
-                self._write(
-                    [], status=TaskStatus.AWAITING_INTERVENTION, run_at=None, release=True
-                )
+                self._write([], status=TaskStatus.AWAITING_INTERVENTION, run_at=None, release=True)
                 raise Suspended(f"waiting for intervention {item.intervention_id}")
         if step.status is _S_FAILED and not step.rerun_authorized:
             if step.retry_at is not None:
                 if self._clock.now() < step.retry_at:
                     self._write([], run_at=step.retry_at, release=True)
                     raise Suspended(f"retrying step {index} at {step.retry_at}")
+                until = self._circuit_open_until(tool)
+                if until is not None:
+                    self._stop_at_gate(
+                        Gate("wait", f"the circuit of {tool.name} is open", until), tool, index
+                    )
                 return self._retry(tool, step, args, kwargs, "back-off elapsed")
             raise self._failure_of(tool, index, step.error or {})
         if step.rerun_authorized:
@@ -390,7 +405,7 @@ class TaskContext:
                     data={"reason": reason, "attempt": attempt},
                 )
             ],
-            honor_cancel=True,
+            boundary=True,
         )
         return _Run(
             step.index, args, self._with_key(tool, step.index, kwargs), attempt, step.started_at
@@ -491,6 +506,8 @@ class TaskContext:
             _COMPLETED, step_index=plan.index, step_name=tool.name, outputs_json=outputs_json
         )
         self._pending.append(event)
+        if self._circuits is not None:
+            self._circuits.succeeded(tool.name)
         if not tool.safe_to_rerun:
             self._write([])
         return serde.loads(outputs_json)
@@ -524,6 +541,11 @@ class TaskContext:
         status = http_status(exc)
         if status is not None:
             error["http_status"] = status
+        breaker = tool.circuit_breaker or self._breaker
+        if failure_class is FailureClass.TRANSIENT and breaker and self._circuits is not None:
+            circuit = self._circuits.failed(tool.name, breaker)
+            if circuit.open(now):
+                error["circuit_open_until"] = circuit.open_until
         data: dict[str, Any] = {"decision": decision.action, "reason": decision.reason}
         if decision.action == "retry":
             data["retry_at"] = now + decision.delay
@@ -609,7 +631,7 @@ class TaskContext:
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
-        honor_cancel: bool = False,
+        boundary: bool = False,
     ) -> None:
         """Append the pending results and ``events`` in one fenced transaction."""
         batch = self._pending + list(events) if self._pending else list(events)
@@ -623,17 +645,112 @@ class TaskContext:
                 status=status,
                 run_at=run_at,
                 release=release,
-                honor_cancel=honor_cancel,
+                boundary=boundary,
             )
         except CancelRequested:
             if events:
                 self._next_seq = events[0].seq
             self._finish_cancelled()
             raise
+        except Halted as halt:
+            if events:
+                self._next_seq = events[0].seq
+            self._finish_halted(halt, events)
+            raise Suspended(str(halt)) from None
         self._pending = []
         # Steps this run records are never looked up again by index, so folding them into
         # the state can wait until someone reads it.
         self._unapplied.extend(batch)
+
+    def _finish_halted(self, halt: Halted, refused: Sequence[Event]) -> None:
+        """Park the task at this boundary until the halt is released."""
+        tools = [e.step_name for e in refused if e.kind in _OPENS_STEP]
+        event = self._event(
+            EventKind.TASK_HALTED,
+            step_index=refused[0].step_index if refused else None,
+            step_name=tools[0] if tools else None,
+            actor=halt.halted_by,
+            data={"halt_id": halt.halt_id, "scope": halt.scope, "target": halt.target},
+        )
+        self._write([event], status=TaskStatus.HALTED, run_at=None, release=True)
+
+    def _gate(self, tool: Tool, index: int) -> Gate | None:
+        """The control (circuit, budget, rate limit) that stops this new call, if any."""
+        until = self._circuit_open_until(tool)
+        if (
+            until is None
+            and self.max_steps is None
+            and tool.max_calls_per_task is None
+            and tool.task_rate_limit is None
+            and tool.rate_limit is None
+        ):
+            return None
+        now = self._clock.now()
+        state = self.state
+
+        def calls_in_task(since: float | None) -> int:
+            return sum(
+                1
+                for s in state.steps.values()
+                if s.name == tool.name and (since is None or s.started_at > since)
+            )
+
+        def oldest_in_window(since: float) -> float:
+            return min(
+                s.started_at
+                for s in state.steps.values()
+                if s.name == tool.name and s.started_at > since
+            )
+
+        limit = tool.rate_limit
+        take = None
+        if limit is not None:
+
+            def take() -> float | None:
+                return self._store.take_rate_token(
+                    f"tool:{tool.name}", now=now, limit=limit.calls, interval=limit.per
+                )
+
+        return check_call(
+            tool=tool.name,
+            index=index,
+            calls_in_task=calls_in_task,
+            now=now,
+            circuit_open_until=until,
+            max_calls_per_task=tool.max_calls_per_task,
+            task_rate_limit=tool.task_rate_limit,
+            oldest_in_window=oldest_in_window,
+            max_steps=self.max_steps,
+            granted=index in state.budget_grants,
+            take_tool_token=take,
+        )
+
+    def _circuit_open_until(self, tool: Tool) -> float | None:
+        if self._circuits is None or not (tool.circuit_breaker or self._breaker):
+            return None
+        return self._circuits.open_until(tool.name)
+
+    def _stop_at_gate(self, gate: Gate, tool: Tool, index: int) -> NoReturn:
+        if gate.kind == "wait":
+            timer = self._event(
+                EventKind.TIMER_SET,
+                step_index=index,
+                step_name=tool.name,
+                data={"due": gate.due, "reason": gate.reason},
+            )
+            self._write([timer], run_at=gate.due, release=True)
+            raise Suspended(f"step {index} ({tool.name}) waits until {gate.due}: {gate.reason}")
+        self.raise_intervention(
+            "budget",
+            gate.reason,
+            step_index=index,
+            step_name=tool.name,
+            details={
+                **(gate.details or {}),
+                "needed": "allow this call (retry) or fail the task",
+                "options": ["retry", "fail"],
+            },
+        )
 
     def _finish_cancelled(self) -> None:
         actor = self.state.cancel_requested_by or "operator"

@@ -20,6 +20,7 @@ Hierarchy::
     ├── Suspended                   the task waits (intervention, approval, timer)
     │   └── HumanInterventionRequired   ... for a human (permission, data error, in doubt)
     ├── LeaseLost                   another worker owns the task now; stop without writing
+    ├── Halted                      an operator halted the task, its tool or everything
     └── CancelRequested             an operator cancelled the task; unwind at the step boundary
 """
 
@@ -193,6 +194,19 @@ class LeaseLost(HandrailSignal):
     def __init__(self, task_id: str):
         super().__init__(f"task {task_id}: lease lost to another worker")
         self.task_id = task_id
+
+
+class Halted(HandrailSignal):
+    """An active halt covers the step about to start; the task stops at this boundary."""
+
+    def __init__(self, task_id: str, halt_id: str, scope: str, target: str | None, by: str):
+        what = "everything" if scope == "all" else f"{scope} {target}"
+        super().__init__(f"task {task_id}: halted by {by} ({what}, halt {halt_id})")
+        self.task_id = task_id
+        self.halt_id = halt_id
+        self.scope = scope
+        self.target = target
+        self.halted_by = by
 
 
 class CancelRequested(HandrailSignal):

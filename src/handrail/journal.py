@@ -23,6 +23,7 @@ class TaskStatus(StrEnum):
     IN_PROGRESS = "in_progress"
     AWAITING_APPROVAL = "awaiting_approval"
     AWAITING_INTERVENTION = "awaiting_intervention"
+    HALTED = "halted"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -56,6 +57,8 @@ class EventKind(StrEnum):
     INTERVENTION_RAISED = "intervention_raised"
     INTERVENTION_RESOLVED = "intervention_resolved"
     CANCEL_REQUESTED = "cancel_requested"
+    TASK_HALTED = "task_halted"
+    TASK_RELEASED = "task_released"
     TASK_RESUMED = "task_resumed"
     TASK_COMPLETED = "task_completed"
     TASK_FAILED = "task_failed"
@@ -73,6 +76,8 @@ _STATUS_OF_KIND: dict[EventKind, str] = {
     EventKind.INTERVENTION_RAISED: TaskStatus.AWAITING_INTERVENTION,
     EventKind.INTERVENTION_RESOLVED: TaskStatus.PENDING,
     EventKind.CANCEL_REQUESTED: TaskStatus.IN_PROGRESS,
+    EventKind.TASK_HALTED: TaskStatus.HALTED,
+    EventKind.TASK_RELEASED: TaskStatus.PENDING,
     EventKind.TASK_RESUMED: TaskStatus.PENDING,
     EventKind.TASK_COMPLETED: TaskStatus.COMPLETED,
     EventKind.TASK_FAILED: TaskStatus.FAILED,
@@ -184,6 +189,7 @@ class TaskState:
     epoch: int = 0
     wake_at: float | None = None
     last_seq: int = -1
+    budget_grants: set[int] = field(default_factory=set)
 
     @property
     def result(self) -> Any:
@@ -286,10 +292,16 @@ def apply(state: TaskState, event: Event) -> TaskState:
         item.comment = data.get("comment")
         if item.resolution == "retry" and item.step_index in steps:
             steps[item.step_index].rerun_authorized = True
+        if item.resolution == "retry" and item.kind == "budget" and item.step_index is not None:
+            state.budget_grants.add(item.step_index)
         if not state.open_interventions():
             state.status = TaskStatus.PENDING
     elif kind is EventKind.CANCEL_REQUESTED:
         state.cancel_requested_by = event.actor or "unknown"
+    elif kind is EventKind.TASK_HALTED:
+        state.status = TaskStatus.HALTED
+    elif kind is EventKind.TASK_RELEASED:
+        state.status = TaskStatus.PENDING
     elif kind is EventKind.TASK_RESUMED:
         for step in steps.values():
             if step.status is StepStatus.FAILED:

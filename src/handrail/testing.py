@@ -17,9 +17,20 @@ import threading
 import time
 from collections.abc import Sequence
 
-from handrail.errors import CancelRequested, LeaseLost, StaleWriteError, TaskExistsError
+from handrail.errors import CancelRequested, Halted, LeaseLost, StaleWriteError, TaskExistsError
 from handrail.journal import Event, EventKind, TaskStatus
-from handrail.store.base import UNSET, Claim, Lease, NewTask, TaskRecord, _Unset
+from handrail.store.base import (
+    UNSET,
+    CircuitState,
+    Claim,
+    Halt,
+    Lease,
+    NewTask,
+    TaskRecord,
+    _Unset,
+)
+
+_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
 
 __all__ = ["ManualClock", "MemoryStore"]
 
@@ -52,6 +63,9 @@ class MemoryStore:
         self._tasks: dict[str, TaskRecord] = {}
         self._events: dict[str, list[Event]] = {}
         self._order: list[str] = []
+        self._halts: list[Halt] = []
+        self._circuits: dict[str, CircuitState] = {}
+        self._rates: dict[str, tuple[float, int]] = {}
 
     def close(self) -> None:
         """Nothing to release."""
@@ -92,6 +106,7 @@ class MemoryStore:
     ) -> bool:
         return (
             r.run_at is not None
+            and not self._halted(r.task_id)
             and (queues is None or r.queue in queues)
             and (workflows is None or r.workflow in workflows)
             and (r.lease_owner is None or (r.lease_expires_at or 0) <= now)
@@ -190,14 +205,23 @@ class MemoryStore:
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
-        honor_cancel: bool = False,
+        boundary: bool = False,
     ) -> None:
         with self._lock:
             r = self._tasks.get(lease.task_id)
             if r is None or r.epoch != lease.epoch or r.lease_owner != lease.worker_id:
                 raise LeaseLost(lease.task_id)
-            if honor_cancel and r.cancel_requested_by is not None:
+            if boundary and r.cancel_requested_by is not None:
                 raise CancelRequested(lease.task_id)
+            if boundary:
+                tools = [e.step_name for e in events if e.kind in _OPENS_STEP]
+                for halt in self._halts:
+                    if any(halt.covers(lease.task_id, tool) for tool in tools) or (
+                        tools and halt.covers(lease.task_id, None)
+                    ):
+                        raise Halted(
+                            lease.task_id, halt.halt_id, halt.scope, halt.target, halt.halted_by
+                        )
             self._apply(lease.task_id, events, now, status, run_at, release)
 
     def append_unleased(
@@ -269,7 +293,78 @@ class MemoryStore:
                 max(r.run_at, r.lease_expires_at or r.run_at)
                 for r in self._tasks.values()
                 if r.run_at is not None
+                and not self._halted(r.task_id)
                 and (queues is None or r.queue in queues)
                 and (workflows is None or r.workflow in workflows)
             ]
         return min(times) if times else None
+
+    # -- operator controls -------------------------------------------------------------
+
+    def _halted(self, task_id: str) -> bool:
+        """An active halt of everything or of this task keeps it from being claimed."""
+        return any(
+            h.active and (h.scope == "all" or (h.scope == "task" and h.target == task_id))
+            for h in self._halts
+        )
+
+    def add_halt(self, halt: Halt) -> None:
+        with self._lock:
+            if any(h.halt_id == halt.halt_id for h in self._halts):
+                raise StaleWriteError(halt.halt_id, "a halt with this id exists")
+            self._halts.append(halt)
+
+    def release_halts(
+        self, scope: str, target: str | None, *, actor: str, now: float
+    ) -> list[Halt]:
+        released: list[Halt] = []
+        with self._lock:
+            for i, h in enumerate(self._halts):
+                if h.active and h.scope == scope and h.target == target:
+                    self._halts[i] = dataclasses.replace(h, released_by=actor, released_at=now)
+                    released.append(self._halts[i])
+        return released
+
+    def list_halts(self, *, active_only: bool = True) -> list[Halt]:
+        with self._lock:
+            return [h for h in self._halts if h.active or not active_only]
+
+    def circuits(self) -> list[CircuitState]:
+        with self._lock:
+            return sorted(self._circuits.values(), key=lambda c: c.tool)
+
+    def record_tool_failure(
+        self, tool: str, *, now: float, threshold: int, cooldown: float
+    ) -> CircuitState:
+        with self._lock:
+            old = self._circuits.get(tool)
+            failures = (old.failures if old else 0) + 1
+            opens = failures >= threshold
+            state = CircuitState(
+                tool=tool,
+                failures=failures,
+                opened_at=now if opens else (old.opened_at if old else None),
+                open_until=now + cooldown if opens else (old.open_until if old else None),
+                updated_at=now,
+            )
+            self._circuits[tool] = state
+            return state
+
+    def record_tool_success(self, tool: str, *, now: float) -> None:
+        with self._lock:
+            old = self._circuits.get(tool)
+            if old is not None and (old.failures or old.open_until is not None):
+                self._circuits[tool] = dataclasses.replace(
+                    old, failures=0, open_until=None, updated_at=now
+                )
+
+    def take_rate_token(self, key: str, *, now: float, limit: int, interval: float) -> float | None:
+        window_start = now - (now % interval)
+        with self._lock:
+            start, calls = self._rates.get(key, (window_start, 0))
+            if start != window_start:
+                calls = 0
+            if calls >= limit:
+                return window_start + interval
+            self._rates[key] = (window_start, calls + 1)
+            return None

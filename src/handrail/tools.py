@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from handrail.controls import CircuitBreaker, RateLimit
 from handrail.errors import ConfigurationError
 from handrail.failures import RetryPolicy, Rule
 
@@ -86,6 +87,10 @@ class Tool:
     retry: RetryPolicy | None = None
     refresh: Callable[[ToolCall, BaseException], Mapping[str, Any]] | None = None
     rules: tuple[Rule, ...] = ()
+    circuit_breaker: CircuitBreaker | None = None
+    rate_limit: RateLimit | None = None
+    task_rate_limit: RateLimit | None = None
+    max_calls_per_task: int | None = None
 
     @property
     def safe_to_rerun(self) -> bool:
@@ -120,6 +125,10 @@ def make_tool(
     retry: RetryPolicy | None = None,
     refresh: Callable[[ToolCall, BaseException], Mapping[str, Any]] | None = None,
     classify: Rule | Sequence[Rule] | None = None,
+    circuit_breaker: CircuitBreaker | None = None,
+    rate_limit: RateLimit | None = None,
+    task_rate_limit: RateLimit | None = None,
+    max_calls_per_task: int | None = None,
 ) -> Tool:
     """Check the metadata against the function and build the :class:`Tool`."""
     tool_name = name or default_name(fn)
@@ -146,6 +155,10 @@ def make_tool(
         raise ConfigurationError(f"tool {tool_name!r}: refresh must be callable")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigurationError(f"tool {tool_name!r}: retry must be a handrail.RetryPolicy")
+    if max_calls_per_task is not None and max_calls_per_task < 1:
+        raise ConfigurationError(f"tool {tool_name!r}: max_calls_per_task must be >= 1")
+    if max_calls_per_task is not None and max_calls_per_task < 1:
+        raise ConfigurationError(f"tool {tool_name!r}: max_calls_per_task must be >= 1")
     rules: tuple[Rule, ...] = (
         () if classify is None else (classify,) if callable(classify) else tuple(classify)
     )
@@ -163,4 +176,8 @@ def make_tool(
         retry=retry,
         refresh=refresh,
         rules=rules,
+        circuit_breaker=circuit_breaker,
+        rate_limit=rate_limit,
+        task_rate_limit=task_rate_limit,
+        max_calls_per_task=max_calls_per_task,
     )

@@ -42,6 +42,7 @@ class Workflow:
     max_execution_seconds: float | None = None
     is_async: bool = False
     signature: inspect.Signature | None = None
+    max_steps: int | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -66,6 +67,7 @@ def make_workflow(
     name: str | None,
     queue: str,
     max_execution_time: float | None,
+    max_steps: int | None = None,
 ) -> Workflow:
     from handrail.tools import default_name
 
@@ -92,6 +94,7 @@ def make_workflow(
         max_execution_seconds=max_execution_time,
         is_async=inspect.iscoroutinefunction(fn),
         signature=signature,
+        max_steps=max_steps,
     )
 
 
@@ -110,6 +113,8 @@ def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) ->
         stopping=stopping,
         classifier=app.classifier,
         retry_policy=app.retry_policy,
+        circuits=app.circuits,
+        circuit_breaker=app.circuit_breaker,
     )
     token = _CURRENT.set(ctx)
     try:
@@ -126,6 +131,7 @@ def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) ->
                 }
             )
             return TaskStatus.FAILED
+        ctx.max_steps = workflow.max_steps
         inputs = serde.loads(state.inputs_json) or {}
         args, kwargs = inputs.get("args", []), inputs.get("kwargs", {})
         try:

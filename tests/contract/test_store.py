@@ -212,7 +212,7 @@ def test_cancel_flag_refuses_new_intents_but_not_results(store: Store) -> None:
     assert record.cancel_requested_by == "bob"
     assert record.leased(NOW)
     with pytest.raises(CancelRequested):
-        store.append_events(got.lease, step_events("t1", 2, 0), now=NOW, honor_cancel=True)
+        store.append_events(got.lease, step_events("t1", 2, 0), now=NOW, boundary=True)
     assert len(store.load_events("t1")) == 2  # nothing written
     store.append_events(got.lease, step_events("t1", 2, 0), now=NOW)
     assert len(store.load_events("t1")) == 4
@@ -284,3 +284,66 @@ def test_operator_write_revokes_an_expired_lease(store: Store) -> None:
     with pytest.raises(LeaseLost):
         store.append_events(got.lease, step_events("t1", 3, 0), now=late)
     assert [e.seq for e in store.load_events("t1")] == [0, 1, 2]
+
+
+def test_halts_stop_new_steps_and_claims_until_released(store: Store) -> None:
+    from handrail.errors import Halted
+    from handrail.store.base import Halt
+
+    store.create_task(new_task("t1"))
+    store.create_task(new_task("t2"))
+    got = claim(store, task_id="t1")
+    assert got is not None
+    store.add_halt(Halt("h-tool", "tool", "t", "op", "vendor API misbehaves", NOW))
+    # an intent for the halted tool is refused at a boundary; results still go through
+    intent = Event("t1", 2, EventKind.STEP_STARTED, NOW, step_index=0, step_name="t")
+    with pytest.raises(Halted) as info:
+        store.append_events(got.lease, [intent], now=NOW, boundary=True)
+    assert (info.value.halt_id, info.value.scope, info.value.halted_by) == ("h-tool", "tool", "op")
+    store.append_events(got.lease, [intent], now=NOW)  # not at a boundary: allowed
+    store.append_events(
+        got.lease,
+        [Event("t1", 3, EventKind.STEP_COMPLETED, NOW, step_index=0, step_name="t")],
+        now=NOW,
+        boundary=True,
+    )
+    store.add_halt(Halt("h-task", "task", "t1", "op", None, NOW + 1))
+    other = Event("t1", 4, EventKind.STEP_STARTED, NOW, step_index=1, step_name="other")
+    with pytest.raises(Halted):
+        store.append_events(got.lease, [other], now=NOW, boundary=True)
+    store.add_halt(Halt("h-all", "all", None, "boss", None, NOW + 2))
+    assert claim(store, task_id="t2") is None  # nothing new runs
+    assert store.next_due(now=NOW) is None
+    assert [h.halt_id for h in store.list_halts()] == ["h-tool", "h-task", "h-all"]
+    released = store.release_halts("all", None, actor="boss", now=NOW + 3)
+    assert [(h.halt_id, h.released_by) for h in released] == [("h-all", "boss")]
+    assert claim(store, task_id="t2") is not None
+    store.release_halts("task", "t1", actor="op", now=NOW + 4)
+    store.append_events(got.lease, [other], now=NOW, boundary=True)
+    assert [h.halt_id for h in store.list_halts()] == ["h-tool"]
+    assert len(store.list_halts(active_only=False)) == 3
+
+
+def test_circuit_opens_after_consecutive_failures_and_closes_on_success(store: Store) -> None:
+    for i in range(2):
+        state = store.record_tool_failure("crm", now=NOW + i, threshold=3, cooldown=30)
+        assert not state.open(NOW + i)
+    state = store.record_tool_failure("crm", now=NOW + 2, threshold=3, cooldown=30)
+    assert state.failures == 3
+    assert state.open(NOW + 2)
+    assert state.open_until == NOW + 32
+    store.record_tool_success("crm", now=NOW + 40)
+    (after,) = store.circuits()
+    assert (after.tool, after.failures, after.open(NOW + 40)) == ("crm", 0, False)
+
+
+def test_rate_tokens_per_fixed_window(store: Store) -> None:
+    start = 1_000_020.0  # a window boundary for interval 10 and 60
+    assert [store.take_rate_token("k", now=start + i, limit=3, interval=10) for i in range(3)] == [
+        None,
+        None,
+        None,
+    ]
+    assert store.take_rate_token("k", now=start + 5, limit=3, interval=10) == start + 10
+    assert store.take_rate_token("other", now=start + 5, limit=3, interval=10) is None
+    assert store.take_rate_token("k", now=start + 10, limit=3, interval=10) is None

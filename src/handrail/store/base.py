@@ -89,6 +89,48 @@ class NewTask:
 
 
 @dataclass(frozen=True, slots=True)
+class Halt:
+    """An operator's stop button: ``scope`` is ``task`` (target: a task id), ``tool``
+    (target: a tool name) or ``all``. Active until released."""
+
+    halt_id: str
+    scope: str
+    target: str | None
+    halted_by: str
+    reason: str | None
+    created_at: float
+    released_by: str | None = None
+    released_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.released_at is None
+
+    def covers(self, task_id: str, tool: str | None) -> bool:
+        """Whether this halt stops ``task_id`` before a call of ``tool``."""
+        return self.active and (
+            self.scope == "all"
+            or (self.scope == "task" and self.target == task_id)
+            or (self.scope == "tool" and tool is not None and self.target == tool)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitState:
+    """A tool's circuit breaker, shared by every worker: consecutive transient failures,
+    and until when the circuit is open (calls wait until then)."""
+
+    tool: str
+    failures: int
+    opened_at: float | None
+    open_until: float | None
+    updated_at: float
+
+    def open(self, now: float) -> bool:
+        return self.open_until is not None and self.open_until > now
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A claimed task: its row, the lease, and its whole journal (the claim event last)."""
 
@@ -134,12 +176,13 @@ class Store(Protocol):
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
-        honor_cancel: bool = False,
+        boundary: bool = False,
     ) -> None:
         """Append ``events`` atomically, fenced by ``lease``; optionally set the status, the
-        next due time, and give up the lease. Raises ``LeaseLost`` if the epoch moved, and
-        with ``honor_cancel`` raises ``CancelRequested`` (writing nothing) if an operator
-        asked to cancel."""
+        next due time, and give up the lease. Raises ``LeaseLost`` if the epoch moved. With
+        ``boundary`` (the write opens a step), raises ``CancelRequested`` if an operator
+        asked to cancel and ``Halted`` if an active halt covers everything, the task or the
+        tool of a ``step_started``/``step_retried`` event, writing nothing."""
 
     def append_unleased(
         self,
@@ -158,6 +201,33 @@ class Store(Protocol):
     def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
         """Flag the task for cancellation (the lease holder finalizes it at its next step
         boundary); returns the row as it is after the flag was set."""
+
+    def add_halt(self, halt: Halt) -> None:
+        """Record an active halt."""
+
+    def release_halts(
+        self, scope: str, target: str | None, *, actor: str, now: float
+    ) -> list[Halt]:
+        """Release the active halts of ``scope``/``target``; returns them as released."""
+
+    def list_halts(self, *, active_only: bool = True) -> list[Halt]:
+        """Halts, oldest first."""
+
+    def circuits(self) -> list[CircuitState]:
+        """Every tool's circuit breaker state."""
+
+    def record_tool_failure(
+        self, tool: str, *, now: float, threshold: int, cooldown: float
+    ) -> CircuitState:
+        """Count a transient failure of ``tool``; open its circuit for ``cooldown`` seconds
+        once ``threshold`` consecutive failures are reached."""
+
+    def record_tool_success(self, tool: str, *, now: float) -> None:
+        """A call of ``tool`` succeeded: close its circuit, reset the count."""
+
+    def take_rate_token(self, key: str, *, now: float, limit: int, interval: float) -> float | None:
+        """Count one call against ``key``'s fixed window of ``interval`` seconds; ``None`` if
+        it is within ``limit``, else when the next window opens (nothing is counted)."""
 
     def load_events(self, task_id: str) -> list[Event]:
         """The task's journal in order; empty if the task does not exist."""

@@ -192,7 +192,7 @@ class CrashStore:
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
-        honor_cancel: bool = False,
+        boundary: bool = False,
     ) -> None:
         batch = list(events)
         self.tracer.write(
@@ -204,7 +204,7 @@ class CrashStore:
                 status=status,
                 run_at=run_at,
                 release=release,
-                honor_cancel=honor_cancel,
+                boundary=boundary,
             ),
             lambda _: batch,
         )
@@ -236,6 +236,11 @@ class CrashStore:
         )
 
     # -- passed through --------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        # Halts, circuits and rate windows: the crash workflow makes none of these writes
+        # (its one failing tool fails fatally, not transiently), so they go uncounted.
+        return getattr(self.inner, name)
 
     def renew_lease(self, lease: Lease, *, now: float, lease_seconds: float) -> bool:
         return self.inner.renew_lease(lease, now=now, lease_seconds=lease_seconds)

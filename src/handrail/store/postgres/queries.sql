@@ -36,6 +36,11 @@ WITH candidate AS (
     SELECT task_id FROM handrail_tasks
     WHERE run_at <= %(now)s
       AND (lease_owner IS NULL OR lease_expires_at <= %(now)s)
+      AND NOT EXISTS (
+          SELECT FROM handrail_halts h
+          WHERE h.released_at IS NULL
+            AND (h.scope = 'all' OR (h.scope = 'task' AND h.target = handrail_tasks.task_id))
+      )
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s::text[]))
     ORDER BY run_at, created_at, task_id COLLATE "C"
@@ -58,6 +63,11 @@ WITH candidate AS (
     WHERE task_id = %(task_id)s
       AND run_at <= %(now)s
       AND (lease_owner IS NULL OR lease_expires_at <= %(now)s)
+      AND NOT EXISTS (
+          SELECT FROM handrail_halts h
+          WHERE h.released_at IS NULL
+            AND (h.scope = 'all' OR (h.scope = 'task' AND h.target = handrail_tasks.task_id))
+      )
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s::text[]))
     FOR UPDATE SKIP LOCKED
@@ -74,7 +84,7 @@ RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, 
 -- name: append_events
 -- The per-step write, in one statement: lock the task row (a concurrent claim either
 -- skips it or has already bumped the epoch, which the lock then shows), and only if the
--- lease still holds (and, with honor_cancel, no cancel is flagged) insert the events and
+-- lease still holds (and, with boundary, no cancel is flagged) insert the events and
 -- update the row. The fence row is returned so the caller can tell why nothing was written.
 WITH fence AS (
     SELECT epoch, lease_owner, cancel_requested_by
@@ -82,11 +92,23 @@ WITH fence AS (
     WHERE task_id = %(task_id)s
     FOR NO KEY UPDATE
 ),
+halt AS (
+    SELECT halt_id, scope, target, halted_by
+    FROM handrail_halts
+    WHERE %(boundary)s::boolean
+      AND cardinality(%(intent_tools)s::text[]) > 0
+      AND released_at IS NULL
+      AND (scope = 'all' OR (scope = 'task' AND target = %(task_id)s)
+           OR (scope = 'tool' AND target = ANY(%(intent_tools)s::text[])))
+    ORDER BY created_at
+    LIMIT 1
+),
 allowed AS (
     SELECT FROM fence
     WHERE epoch = %(epoch)s
       AND lease_owner = %(worker)s
-      AND NOT (%(honor_cancel)s::boolean AND cancel_requested_by IS NOT NULL)
+      AND NOT (%(boundary)s::boolean AND cancel_requested_by IS NOT NULL)
+      AND NOT EXISTS (SELECT FROM halt)
 ),
 inserted AS (
     INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs,
@@ -111,7 +133,9 @@ updated AS (
       AND %(update)s::boolean
       AND EXISTS (SELECT FROM allowed)
 )
-SELECT epoch, lease_owner, cancel_requested_by FROM fence;
+SELECT f.epoch, f.lease_owner, f.cancel_requested_by,
+    h.halt_id, h.scope, h.target, h.halted_by
+FROM fence f LEFT JOIN halt h ON true;
 
 -- name: lock_task
 SELECT task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
@@ -176,5 +200,60 @@ LIMIT %(limit)s;
 SELECT min(GREATEST(run_at, lease_expires_at))
 FROM handrail_tasks
 WHERE run_at IS NOT NULL
+  AND NOT EXISTS (
+      SELECT FROM handrail_halts h
+      WHERE h.released_at IS NULL
+        AND (h.scope = 'all' OR (h.scope = 'task' AND h.target = handrail_tasks.task_id))
+  )
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s::text[]));
+
+-- name: insert_halt
+INSERT INTO handrail_halts (halt_id, scope, target, halted_by, reason, created_at)
+VALUES (%(halt_id)s, %(scope)s, %(target)s, %(halted_by)s, %(reason)s, %(created_at)s);
+
+-- name: release_halts
+UPDATE handrail_halts SET released_by = %(actor)s, released_at = %(now)s
+WHERE released_at IS NULL AND scope = %(scope)s AND target IS NOT DISTINCT FROM %(target)s
+RETURNING halt_id, scope, target, halted_by, reason, created_at, released_by, released_at;
+
+-- name: list_halts
+SELECT halt_id, scope, target, halted_by, reason, created_at, released_by, released_at
+FROM handrail_halts
+WHERE (NOT %(active_only)s::boolean OR released_at IS NULL)
+ORDER BY created_at;
+
+-- name: circuits
+SELECT tool, failures, opened_at, open_until, updated_at FROM handrail_circuits ORDER BY tool;
+
+-- name: circuit_failure
+INSERT INTO handrail_circuits AS c (tool, failures, opened_at, open_until, updated_at)
+VALUES (%(tool)s, 1,
+        CASE WHEN %(threshold)s <= 1 THEN %(now)s::double precision END,
+        CASE WHEN %(threshold)s <= 1 THEN %(now)s + %(cooldown)s END, %(now)s)
+ON CONFLICT (tool) DO UPDATE SET
+    failures = c.failures + 1,
+    opened_at = CASE WHEN c.failures + 1 >= %(threshold)s THEN %(now)s ELSE c.opened_at END,
+    open_until = CASE WHEN c.failures + 1 >= %(threshold)s THEN %(now)s + %(cooldown)s
+                 ELSE c.open_until END,
+    updated_at = %(now)s
+RETURNING tool, failures, opened_at, open_until, updated_at;
+
+-- name: circuit_success
+UPDATE handrail_circuits SET failures = 0, open_until = NULL, updated_at = %(now)s
+WHERE tool = %(tool)s AND (failures > 0 OR open_until IS NOT NULL);
+
+-- name: rate_ensure
+INSERT INTO handrail_rate_windows (rate_key, window_start, calls)
+VALUES (%(key)s, %(window_start)s, 0)
+ON CONFLICT (rate_key) DO NOTHING;
+
+-- name: rate_window
+SELECT window_start, calls FROM handrail_rate_windows WHERE rate_key = %(key)s FOR UPDATE;
+
+-- name: rate_take
+INSERT INTO handrail_rate_windows AS r (rate_key, window_start, calls)
+VALUES (%(key)s, %(window_start)s, 1)
+ON CONFLICT (rate_key) DO UPDATE SET
+    calls = CASE WHEN r.window_start = %(window_start)s THEN r.calls + 1 ELSE 1 END,
+    window_start = %(window_start)s;

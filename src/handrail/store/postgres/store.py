@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from handrail.errors import (
     CancelRequested,
     ConfigurationError,
+    Halted,
     LeaseLost,
     StaleWriteError,
     StoreError,
@@ -26,7 +27,16 @@ from handrail.errors import (
 from handrail.journal import Event, EventKind, TaskStatus
 from handrail.store._rows import event_to_row, row_to_event, row_to_task
 from handrail.store._sql import load_migrations, load_queries
-from handrail.store.base import UNSET, Claim, Lease, NewTask, TaskRecord, _Unset
+from handrail.store.base import (
+    UNSET,
+    CircuitState,
+    Claim,
+    Halt,
+    Lease,
+    NewTask,
+    TaskRecord,
+    _Unset,
+)
 
 try:
     import psycopg
@@ -43,6 +53,7 @@ T = TypeVar("T")
 _Conn = psycopg.Connection[tuple[Any, ...]]
 
 _PACKAGE = "handrail.store.postgres"
+_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
 _Q = load_queries(_PACKAGE)
 _CLAIMED = EventKind.TASK_CLAIMED
 _MIGRATION_LOCK = 0x68616E6472_0001  # "handr" + 1: the advisory lock migrations run under
@@ -212,14 +223,17 @@ class PostgresStore:
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
-        honor_cancel: bool = False,
+        boundary: bool = False,
     ) -> None:
         update = _update_params(lease.task_id, now, status, run_at, release)
         params = {
             "task_id": lease.task_id,
             "epoch": lease.epoch,
             "worker": lease.worker_id,
-            "honor_cancel": honor_cancel,
+            "boundary": boundary,
+            "intent_tools": sorted(
+                {e.step_name for e in events if e.kind in _OPENS_STEP and e.step_name}
+            ),
             "update": update is not None,
             **(update or _NO_UPDATE),
             **_event_arrays(events),
@@ -232,8 +246,10 @@ class PostgresStore:
                 raise _seq_taken(lease.task_id) from None
             if fence is None or fence[0] != lease.epoch or fence[1] != lease.worker_id:
                 raise LeaseLost(lease.task_id)
-            if honor_cancel and fence[2] is not None:
+            if boundary and fence[2] is not None:
                 raise CancelRequested(lease.task_id)
+            if fence[3] is not None:
+                raise Halted(lease.task_id, fence[3], fence[4], fence[5], fence[6])
 
         self._run(op)
 
@@ -277,6 +293,60 @@ class PostgresStore:
             if row is None:
                 raise StaleWriteError(task_id, "the task does not exist")
             return row_to_task(row)
+
+        return self._run(op)
+
+    # -- operator controls -------------------------------------------------------------
+
+    def add_halt(self, halt: Halt) -> None:
+        params = {
+            "halt_id": halt.halt_id,
+            "scope": halt.scope,
+            "target": halt.target,
+            "halted_by": halt.halted_by,
+            "reason": halt.reason,
+            "created_at": halt.created_at,
+        }
+        self._run(lambda conn: conn.execute(_Q["insert_halt"], params))
+
+    def release_halts(
+        self, scope: str, target: str | None, *, actor: str, now: float
+    ) -> list[Halt]:
+        params = {"scope": scope, "target": target, "actor": actor, "now": now}
+        rows = self._run(lambda conn: conn.execute(_Q["release_halts"], params).fetchall())
+        return [Halt(*r) for r in rows]
+
+    def list_halts(self, *, active_only: bool = True) -> list[Halt]:
+        params = {"active_only": active_only}
+        rows = self._run(lambda conn: conn.execute(_Q["list_halts"], params).fetchall())
+        return [Halt(*r) for r in rows]
+
+    def circuits(self) -> list[CircuitState]:
+        rows = self._run(lambda conn: conn.execute(_Q["circuits"]).fetchall())
+        return [CircuitState(*r) for r in rows]
+
+    def record_tool_failure(
+        self, tool: str, *, now: float, threshold: int, cooldown: float
+    ) -> CircuitState:
+        params = {"tool": tool, "now": now, "threshold": threshold, "cooldown": cooldown}
+        row = self._run(lambda conn: conn.execute(_Q["circuit_failure"], params).fetchone())
+        assert row is not None
+        return CircuitState(*row)
+
+    def record_tool_success(self, tool: str, *, now: float) -> None:
+        params = {"tool": tool, "now": now}
+        self._run(lambda conn: conn.execute(_Q["circuit_success"], params))
+
+    def take_rate_token(self, key: str, *, now: float, limit: int, interval: float) -> float | None:
+        window_start = now - (now % interval)
+
+        def op(conn: _Conn) -> float | None:
+            conn.execute(_Q["rate_ensure"], {"key": key, "window_start": window_start})
+            row = conn.execute(_Q["rate_window"], {"key": key}).fetchone()
+            if row is not None and row[0] == window_start and row[1] >= limit:
+                return float(window_start + interval)
+            conn.execute(_Q["rate_take"], {"key": key, "window_start": window_start})
+            return None
 
         return self._run(op)
 

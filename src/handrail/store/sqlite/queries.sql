@@ -19,6 +19,11 @@ WHERE task_id = (
     SELECT task_id FROM handrail_tasks
     WHERE run_at <= :now
       AND (lease_owner IS NULL OR lease_expires_at <= :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM handrail_halts h
+          WHERE h.released_at IS NULL
+            AND (h.scope = 'all' OR (h.scope = 'task' AND h.target = handrail_tasks.task_id))
+      )
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
       AND (:task_id IS NULL OR task_id = :task_id)
@@ -29,15 +34,21 @@ RETURNING task_id, workflow, queue, status, created_at, updated_at, run_at, leas
     lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds;
 
 -- name: insert_event_fenced
--- One journal row, written only while the lease (epoch and owner) still holds and, when the
--- last parameter is 1, no cancel is flagged: the fence check costs no extra statement.
+-- One journal row, written only while the lease (epoch and owner) still holds and, for a row
+-- that opens a step at a boundary (flag 1), no cancel is flagged and no active halt covers
+-- everything, the task or the row's tool: the checks cost no extra statement.
 INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs, outputs,
     reasoning, approval, error, actor, data)
 SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 WHERE EXISTS (
     SELECT 1 FROM handrail_tasks
     WHERE task_id = ? AND epoch = ? AND lease_owner = ? AND (? = 0 OR cancel_requested_by IS NULL)
-);
+)
+AND (? = 0 OR NOT EXISTS (
+    SELECT 1 FROM handrail_halts
+    WHERE released_at IS NULL
+      AND (scope = 'all' OR (scope = 'task' AND target = ?) OR (scope = 'tool' AND target = ?))
+));
 
 -- name: next_seq
 SELECT coalesce(max(seq), -1) + 1 FROM handrail_events WHERE task_id = ?;
@@ -98,5 +109,62 @@ LIMIT :limit;
 SELECT min(max(run_at, coalesce(lease_expires_at, run_at)))
 FROM handrail_tasks
 WHERE run_at IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM handrail_halts h
+      WHERE h.released_at IS NULL
+        AND (h.scope = 'all' OR (h.scope = 'task' AND h.target = handrail_tasks.task_id))
+  )
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)));
+
+-- name: blocking_halt
+SELECT halt_id, scope, target, halted_by, reason, created_at, released_by, released_at
+FROM handrail_halts
+WHERE released_at IS NULL
+  AND (scope = 'all' OR (scope = 'task' AND target = :task_id)
+       OR (scope = 'tool' AND target IN (SELECT value FROM json_each(:tools))))
+ORDER BY created_at
+LIMIT 1;
+
+-- name: insert_halt
+INSERT INTO handrail_halts (halt_id, scope, target, halted_by, reason, created_at)
+VALUES (:halt_id, :scope, :target, :halted_by, :reason, :created_at);
+
+-- name: release_halts
+UPDATE handrail_halts SET released_by = :actor, released_at = :now
+WHERE released_at IS NULL AND scope = :scope AND target IS :target
+RETURNING halt_id, scope, target, halted_by, reason, created_at, released_by, released_at;
+
+-- name: list_halts
+SELECT halt_id, scope, target, halted_by, reason, created_at, released_by, released_at
+FROM handrail_halts
+WHERE (:active_only = 0 OR released_at IS NULL)
+ORDER BY created_at;
+
+-- name: circuits
+SELECT tool, failures, opened_at, open_until, updated_at FROM handrail_circuits ORDER BY tool;
+
+-- name: circuit_failure
+INSERT INTO handrail_circuits (tool, failures, opened_at, open_until, updated_at)
+VALUES (:tool, 1, CASE WHEN :threshold <= 1 THEN :now END,
+        CASE WHEN :threshold <= 1 THEN :now + :cooldown END, :now)
+ON CONFLICT (tool) DO UPDATE SET
+    failures = failures + 1,
+    opened_at = CASE WHEN failures + 1 >= :threshold THEN :now ELSE opened_at END,
+    open_until = CASE WHEN failures + 1 >= :threshold THEN :now + :cooldown ELSE open_until END,
+    updated_at = :now
+RETURNING tool, failures, opened_at, open_until, updated_at;
+
+-- name: circuit_success
+UPDATE handrail_circuits SET failures = 0, open_until = NULL, updated_at = :now
+WHERE tool = :tool AND (failures > 0 OR open_until IS NOT NULL);
+
+-- name: rate_window
+SELECT window_start, calls FROM handrail_rate_windows WHERE rate_key = :key;
+
+-- name: rate_take
+INSERT INTO handrail_rate_windows (rate_key, window_start, calls)
+VALUES (:key, :window_start, 1)
+ON CONFLICT (rate_key) DO UPDATE SET
+    calls = CASE WHEN window_start = :window_start THEN calls + 1 ELSE 1 END,
+    window_start = :window_start;

@@ -7,6 +7,7 @@ beside the writer). Migrations are applied when the store opens.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from handrail.errors import (
     CancelRequested,
+    Halted,
     LeaseLost,
     StaleWriteError,
     StoreError,
@@ -24,12 +26,22 @@ from handrail.errors import (
 from handrail.journal import Event, EventKind, TaskStatus
 from handrail.store._rows import as_json_list, event_to_row, row_to_event, row_to_task
 from handrail.store._sql import load_migrations, load_queries
-from handrail.store.base import UNSET, Claim, Lease, NewTask, TaskRecord, _Unset
+from handrail.store.base import (
+    UNSET,
+    CircuitState,
+    Claim,
+    Halt,
+    Lease,
+    NewTask,
+    TaskRecord,
+    _Unset,
+)
 from handrail.store.sqlite._group_commit import GroupCommitter
 
 _PACKAGE = "handrail.store.sqlite"
 _Q = load_queries(_PACKAGE)
 _CLAIMED = EventKind.TASK_CLAIMED
+_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
 
 
 def _translate(exc: BaseException) -> Exception:
@@ -206,10 +218,19 @@ class SQLiteStore:
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
-        honor_cancel: bool = False,
+        boundary: bool = False,
     ) -> None:
-        fence = (lease.task_id, lease.epoch, lease.worker_id, 1 if honor_cancel else 0)
-        rows = [event_to_row(e) + fence for e in events]
+        task_id, epoch, owner = lease.task_id, lease.epoch, lease.worker_id
+        rows = [
+            event_to_row(e)
+            + (
+                (task_id, epoch, owner, 1, 1, task_id, e.step_name)
+                if boundary and e.kind in _OPENS_STEP
+                else (task_id, epoch, owner, 0, 0, task_id, None)
+            )
+            for e in events
+        ]
+        tools = sorted({e.step_name for e in events if e.kind in _OPENS_STEP and e.step_name})
         update = _update_params(lease.task_id, now, status, run_at, release)
 
         def op(conn: sqlite3.Connection) -> None:
@@ -221,10 +242,10 @@ class SQLiteStore:
                         lease.task_id, "an event with that sequence number exists"
                     ) from None
                 if written != len(rows):
-                    _refuse(conn, lease, honor_cancel)
+                    _refuse(conn, lease, boundary, tools)
                     raise StoreError(f"task {lease.task_id}: the journal refused the write")
             else:
-                _refuse(conn, lease, honor_cancel)
+                _refuse(conn, lease, boundary, tools)
             if update is not None:
                 conn.execute(_Q["update_task"], update)
 
@@ -276,6 +297,59 @@ class SQLiteStore:
         record: TaskRecord = self._commit.run(op)
         return record
 
+    # -- operator controls -------------------------------------------------------------
+
+    def add_halt(self, halt: Halt) -> None:
+        params = {
+            "halt_id": halt.halt_id,
+            "scope": halt.scope,
+            "target": halt.target,
+            "halted_by": halt.halted_by,
+            "reason": halt.reason,
+            "created_at": halt.created_at,
+        }
+        self._commit.run(lambda conn: conn.execute(_Q["insert_halt"], params))
+
+    def release_halts(
+        self, scope: str, target: str | None, *, actor: str, now: float
+    ) -> list[Halt]:
+        params = {"scope": scope, "target": target, "actor": actor, "now": now}
+        rows = self._commit.run(lambda conn: conn.execute(_Q["release_halts"], params).fetchall())
+        return [_row_to_halt(r) for r in rows]
+
+    def list_halts(self, *, active_only: bool = True) -> list[Halt]:
+        params = {"active_only": 1 if active_only else 0}
+        rows = self._read(lambda c: c.execute(_Q["list_halts"], params).fetchall())
+        return [_row_to_halt(r) for r in rows]
+
+    def circuits(self) -> list[CircuitState]:
+        rows = self._read(lambda c: c.execute(_Q["circuits"]).fetchall())
+        return [CircuitState(*r) for r in rows]
+
+    def record_tool_failure(
+        self, tool: str, *, now: float, threshold: int, cooldown: float
+    ) -> CircuitState:
+        params = {"tool": tool, "now": now, "threshold": threshold, "cooldown": cooldown}
+        row = self._commit.run(lambda c: c.execute(_Q["circuit_failure"], params).fetchone())
+        return CircuitState(*row)
+
+    def record_tool_success(self, tool: str, *, now: float) -> None:
+        params = {"tool": tool, "now": now}
+        self._commit.run(lambda c: c.execute(_Q["circuit_success"], params))
+
+    def take_rate_token(self, key: str, *, now: float, limit: int, interval: float) -> float | None:
+        window_start = now - (now % interval)
+
+        def op(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(_Q["rate_window"], {"key": key}).fetchone()
+            if row is not None and row[0] == window_start and row[1] >= limit:
+                return float(window_start + interval)
+            conn.execute(_Q["rate_take"], {"key": key, "window_start": window_start})
+            return None
+
+        result: float | None = self._commit.run(op)
+        return result
+
     # -- reads -------------------------------------------------------------------------
 
     def load_events(self, task_id: str) -> list[Event]:
@@ -315,13 +389,27 @@ class SQLiteStore:
         return None if row is None or row[0] is None else float(row[0])
 
 
-def _refuse(conn: sqlite3.Connection, lease: Lease, honor_cancel: bool) -> None:
+def _refuse(
+    conn: sqlite3.Connection, lease: Lease, boundary: bool, tools: Sequence[str] = ()
+) -> None:
     """Raise why a fenced write may not go on, if it may not."""
     fence = conn.execute(_Q["fence"], (lease.task_id,)).fetchone()
     if fence is None or fence[0] != lease.epoch or fence[1] != lease.worker_id:
         raise LeaseLost(lease.task_id)
-    if honor_cancel and fence[2] is not None:
+    if not boundary:
+        return
+    if fence[2] is not None:
         raise CancelRequested(lease.task_id)
+    row = conn.execute(
+        _Q["blocking_halt"], {"task_id": lease.task_id, "tools": json.dumps(list(tools))}
+    ).fetchone()
+    if row is not None:
+        halt = _row_to_halt(row)
+        raise Halted(lease.task_id, halt.halt_id, halt.scope, halt.target, halt.halted_by)
+
+
+def _row_to_halt(r: Sequence[Any]) -> Halt:
+    return Halt(*r)
 
 
 def _update_params(
