@@ -20,7 +20,7 @@ from handrail.failures import Classifier, RetryPolicy, Rule
 from handrail.handle import TaskHandle
 from handrail.journal import Event, EventKind, Intervention, TaskStatus
 from handrail.lease import Heartbeat
-from handrail.store.base import NewTask, Store
+from handrail.store.base import Halt, NewTask, Store
 from handrail.store.url import open_store
 from handrail.tools import Reversibility, Tool, ToolCall, make_tool
 from handrail.workflow import Workflow, drive, make_workflow
@@ -394,6 +394,26 @@ class App:
             output=output,
             comment=comment,
         )
+
+    def halt(
+        self,
+        scope: str,
+        target: str | None = None,
+        *,
+        by: str,
+        reason: str | None = None,
+    ) -> Halt:
+        """The stop button: halt one task (``"task", task_id``), one tool (``"tool",
+        name``) or everything (``"all"``). Work stops at its next step boundary."""
+        from handrail import ops
+
+        return ops.halt(self.store, self.clock, scope, target, actor=by, reason=reason)
+
+    def release(self, scope: str, target: str | None = None, *, by: str) -> list[str]:
+        """Release a halt; returns the ids of the parked tasks that continue."""
+        from handrail import ops
+
+        return ops.release(self.store, self.clock, scope, target, actor=by)[1]
 
     def worker(
         self,

@@ -8,6 +8,7 @@ task is cancelled through a flag its worker honours at the next step boundary).
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -24,7 +25,7 @@ from handrail.journal import (
     TaskStatus,
     fold,
 )
-from handrail.store.base import Store, TaskRecord
+from handrail.store.base import Halt, Store, TaskRecord
 
 Resolution = Literal["mark_done", "retry", "skip", "fail"]
 RESOLUTIONS: tuple[str, ...] = ("mark_done", "retry", "skip", "fail")
@@ -303,3 +304,97 @@ def parse_output(text: str | None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError:
         return text
+
+
+HALT_SCOPES: tuple[str, ...] = ("task", "tool", "all")
+
+
+def _check_scope(scope: str, target: str | None) -> str | None:
+    if scope not in HALT_SCOPES:
+        raise InvalidOperationError(f"unknown halt scope {scope!r}; use task, tool or all")
+    if scope == "all":
+        return None
+    if not target:
+        raise InvalidOperationError(f"a {scope} halt needs the {scope} it stops")
+    return target
+
+
+def halt(
+    store: Store,
+    clock: Clock,
+    scope: str,
+    target: str | None = None,
+    *,
+    actor: str,
+    reason: str | None = None,
+) -> Halt:
+    """Press the stop button for one task, one tool or everything. Running work stops at
+    its next step boundary; nothing new starts until :func:`release`."""
+    who = _require_actor(actor)
+    target = _check_scope(scope, target)
+    if scope == "task" and store.get_task(target or "") is None:
+        raise NotFoundError("task", target or "")
+    now = clock.now()
+    item = Halt(
+        halt_id=uuid.uuid4().hex[:12],
+        scope=scope,
+        target=target,
+        halted_by=who,
+        reason=reason,
+        created_at=now,
+    )
+    store.add_halt(item)
+    return item
+
+
+def release(
+    store: Store, clock: Clock, scope: str, target: str | None = None, *, actor: str
+) -> tuple[list[Halt], list[str]]:
+    """Release the halts of ``scope``/``target``; tasks parked by them and by no other
+    active halt become runnable again. Returns the released halts and the resumed tasks."""
+    who = _require_actor(actor)
+    target = _check_scope(scope, target)
+    now = clock.now()
+    released = store.release_halts(scope, target, actor=who, now=now)
+    if not released:
+        what = "everything" if scope == "all" else f"{scope} {target}"
+        raise InvalidOperationError(f"no active halt of {what}; see `handrail halts`")
+    active = store.list_halts()
+    resumed: list[str] = []
+    for record in store.list_tasks(statuses=[TaskStatus.HALTED], limit=100_000):
+
+        def attempt(task_id: str = record.task_id) -> bool:
+            view = show_task(store, task_id)
+            if view.record.status is not TaskStatus.HALTED:
+                return False
+            last = next((e for e in reversed(view.events) if e.kind is EventKind.TASK_HALTED), None)
+            tool = last.step_name if last is not None else None
+            if any(h.covers(task_id, tool) for h in active):
+                return False
+            seq = view.state.last_seq
+            store.append_unleased(
+                task_id,
+                [
+                    _event(
+                        task_id,
+                        seq + 1,
+                        EventKind.TASK_RELEASED,
+                        clock.now(),
+                        actor=who,
+                        data={"halt_ids": [h.halt_id for h in released]},
+                    )
+                ],
+                expect_seq=seq,
+                now=clock.now(),
+                status=TaskStatus.PENDING,
+                run_at=clock.now(),
+            )
+            return True
+
+        if _retrying(attempt):
+            resumed.append(record.task_id)
+    return released, resumed
+
+
+def list_halts(store: Store, *, include_released: bool = False) -> list[Halt]:
+    return store.list_halts(active_only=not include_released)

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from handrail.cli import demo, interventions, tasks, worker
+from handrail.cli import demo, halts, interventions, tasks, worker
 from handrail.cli.runtime import Runtime
 from handrail.errors import HandrailError
 
@@ -71,3 +71,6 @@ cli.add_command(tasks.tasks)
 cli.add_command(interventions.interventions)
 cli.add_command(worker.worker)
 cli.add_command(demo.demo)
+cli.add_command(halts.halt)
+cli.add_command(halts.release)
+cli.add_command(halts.halts)
