@@ -12,6 +12,13 @@ them), every measurement repeated and reported as a median:
 4. handrail only: resume replay after a SIGKILL near the end of a 1000-step task,
    ``import handrail`` time and the peak RSS of a process running a 1000-step workflow.
 
+Everything here is bound by fsync latency, which on a shared VM disk drifts by several
+times within a minute. So by default the systems are *interleaved*: every system is a
+long-lived subprocess (``--serve``) that the parent drives in rounds, each round measuring
+the floor and every system once, back to back, in a rotating order; ratios are taken
+within a round and their median reported. ``--sequential`` instead runs each
+``bench_<system>()`` to completion in its own subprocess, one after the other.
+
 Run it through ``benchmarks/run`` (which builds ``benchmarks/.venv``). The parent process
 only orchestrates: it imports none of the systems under test. Results go to stdout as a
 markdown table and to ``benchmarks/results/latest.json``.
@@ -24,6 +31,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import queue
 import resource
 import shutil
 import signal
@@ -40,17 +48,19 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypedDict
+from typing import IO, Any, Protocol, TypedDict
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
+THIS = str(Path(__file__).resolve())
 
 Json = dict[str, Any]
 
 PEER_PACKAGES = ("dbos", "langgraph", "langgraph-checkpoint", "langgraph-checkpoint-sqlite")
 
 # Variables that could make a peer talk to a hosted service (DBOS Conductor / Cloud,
-# LangSmith tracing, OpenTelemetry exporters). Dropped from every child's environment.
+# LangSmith tracing, OpenTelemetry exporters), or point handrail elsewhere. Dropped from
+# every child's environment.
 _SCRUB_PREFIXES = ("DBOS_", "DBOS__", "LANGSMITH_", "LANGCHAIN_", "OTEL_", "HANDRAIL_")
 
 
@@ -60,9 +70,10 @@ class Params:
     tp_workflows: int = 200  # workflows in the throughput run
     tp_steps: int = 10  # steps per throughput workflow
     concurrency: int = 8  # worker / client threads in the throughput run
-    repeats: int = 3  # repeats of every workflow measurement
-    floor_ops: int = 2000  # commits per floor round
-    floor_rounds: int = 5
+    repeats: int = 5  # rounds of the per-step measurement (and resume repeats)
+    tp_repeats: int = 3  # rounds of the throughput measurement
+    floor_ops: int = 2000  # commits per §1 floor sample (one sample per round)
+    adjacent_floor_ops: int = 300  # FULL commits timed right before each per-step sample
     import_runs: int = 7
     child_timeout: float = 300.0
 
@@ -108,8 +119,8 @@ def install_network_guard() -> None:
             return real_getaddrinfo(host, *args, **kwargs)
         raise refuse(f"getaddrinfo {host!r}")
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = getaddrinfo
 
 
@@ -120,7 +131,6 @@ def child_env() -> dict[str, str]:
             "LANGSMITH_TRACING": "false",
             "LANGCHAIN_TRACING_V2": "false",
             "OTEL_SDK_DISABLED": "true",
-            "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
     return env
@@ -158,14 +168,15 @@ def bench_sqlite_floor(tmpdir: Path, params: Params) -> Json:
     for sync in ("FULL", "NORMAL"):
         samples = [
             _floor_round(tmpdir / f"floor-{sync}-{r}.db", sync, params.floor_ops)
-            for r in range(params.floor_rounds)
+            for r in range(params.repeats)
         ]
         out[sync] = summary(samples)
     return out
 
 
 # --------------------------------------------------------------------------------------
-# Workflow systems: a driver per system, one generic measurement loop.
+# Workflow systems: a driver per system. The same drivers serve the interleaved run
+# (``--serve`` children) and the sequential one (``bench_<system>()``).
 # --------------------------------------------------------------------------------------
 
 
@@ -184,23 +195,41 @@ class Driver(Protocol):
     def close(self) -> None: ...
 
 
+def warm_up(driver: Driver, params: Params) -> None:
+    """Schema creation, caches, lazy imports and thread pools, outside any timing."""
+    driver.chain(20)
+    driver.throughput(10, params.tp_steps, params.concurrency)
+
+
+def time_chain(driver: Driver, n: int) -> float:
+    """µs per step of one ``n``-step workflow."""
+    t0 = time.perf_counter()
+    driver.chain(n)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def time_throughput(driver: Driver, params: Params) -> float:
+    """Workflows per second over ``tp_workflows`` workflows."""
+    t0 = time.perf_counter()
+    driver.throughput(params.tp_workflows, params.tp_steps, params.concurrency)
+    return params.tp_workflows / (time.perf_counter() - t0)
+
+
 def measure_workflows(driver: Driver, tmpdir: Path, params: Params) -> Json:
+    """The sequential measurement of one system (``--sequential``)."""
     driver.open(tmpdir)
     try:
-        driver.chain(20)  # warm-up: schema, caches, lazy imports
+        warm_up(driver, params)
         per_step: list[float] = []
-        for _ in range(params.repeats):
-            t0 = time.perf_counter()
-            driver.chain(params.steps)
-            per_step.append((time.perf_counter() - t0) / params.steps * 1e6)
-        driver.throughput(10, params.tp_steps, params.concurrency)  # warm-up the pool
-        wps: list[float] = []
-        for _ in range(params.repeats):
-            t0 = time.perf_counter()
-            driver.throughput(params.tp_workflows, params.tp_steps, params.concurrency)
-            wps.append(params.tp_workflows / (time.perf_counter() - t0))
+        floor: list[float] = []
+        for r in range(params.repeats):
+            floor_db = tmpdir / f"adjacent-floor-{r}.db"
+            floor.append(_floor_round(floor_db, "FULL", params.adjacent_floor_ops))
+            per_step.append(time_chain(driver, params.steps))
+        wps = [time_throughput(driver, params) for _ in range(params.tp_repeats)]
         return {
             "per_step_us": summary(per_step),
+            "adjacent_floor_full_us": summary(floor),
             "throughput_wps": summary(wps),
             "config": driver.describe(),
         }
@@ -265,13 +294,14 @@ class DbosDriver:
 
         DBOS.launch()
         self._chain = chain
-        engine = _get_dbos_instance()._sys_db.engine
-        with engine.connect() as conn:
-            import sqlalchemy as sa
+        # Read the pragmas back through DBOS's own engine (its connections, its settings).
+        import sqlalchemy as sa
 
+        engine = _get_dbos_instance()._sys_db.engine
+        with engine.connect() as sa_conn:
             self._pragmas = {
-                "journal_mode": conn.execute(sa.text("PRAGMA journal_mode")).scalar(),
-                "synchronous": conn.execute(sa.text("PRAGMA synchronous")).scalar(),
+                "journal_mode": sa_conn.execute(sa.text("PRAGMA journal_mode")).scalar(),
+                "synchronous": sa_conn.execute(sa.text("PRAGMA synchronous")).scalar(),
             }
 
     def chain(self, n: int) -> None:
@@ -383,7 +413,8 @@ class LangGraphDriver:
 
         def invoke(n: int, thread_id: str) -> int:
             config: Any = {"configurable": {"thread_id": thread_id}}
-            return int(chain.invoke(n, config, durability="sync"))
+            out: Any = chain.invoke(n, config, durability="sync")
+            return int(out)
 
         return invoke
 
@@ -524,13 +555,27 @@ def bench_handrail_resume(tmpdir: Path, params: Params) -> Json:
     for r in range(params.repeats):
         db = tmpdir / f"resume-{r}.db"
         id_file = tmpdir / f"resume-{r}.task"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--handrail-crash", str(db),
-               str(params.steps), str(kill_at), str(id_file)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(),
-                              timeout=params.child_timeout, check=False)
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--handrail-crash",
+            str(db),
+            str(params.steps),
+            str(kill_at),
+            str(id_file),
+        ]
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=params.child_timeout,
+            check=False,
+        )
         if proc.returncode != -signal.SIGKILL:
-            raise RuntimeError(f"crash child exited {proc.returncode}, not by SIGKILL:\n"
-                               f"{proc.stderr[-3000:]}")
+            raise RuntimeError(
+                f"crash child exited {proc.returncode}, not by SIGKILL:\n{proc.stderr[-3000:]}"
+            )
         task_id = id_file.read_text()
         t0 = time.perf_counter()
         app, _ = make_handrail_app(db, worker_id="bench-resume")
@@ -543,8 +588,12 @@ def bench_handrail_resume(tmpdir: Path, params: Params) -> Json:
             app.close()
         open_ms.append((t1 - t0) * 1e3)
         replay_ms.append((t2 - t1) * 1e3)
-    return {"replay_ms": summary(replay_ms), "app_open_ms": summary(open_ms),
-            "killed_at_step": kill_at + 1, "steps": params.steps}
+    return {
+        "replay_ms": summary(replay_ms),
+        "app_open_ms": summary(open_ms),
+        "killed_at_step": kill_at + 1,
+        "steps": params.steps,
+    }
 
 
 def bench_handrail(tmpdir: Path, params: Params) -> Json:
@@ -556,7 +605,7 @@ def bench_handrail(tmpdir: Path, params: Params) -> Json:
     return out
 
 
-# ---- system registry -----------------------------------------------------------------
+# ---- peers, standalone ---------------------------------------------------------------
 
 
 def bench_dbos(tmpdir: Path, params: Params) -> Json:
@@ -575,8 +624,12 @@ def bench_langgraph_functional(tmpdir: Path, params: Params) -> Json:
     return measure_workflows(LangGraphDriver(api="functional"), tmpdir, params)
 
 
+# ---- registry ------------------------------------------------------------------------
+
+FLOOR = "sqlite_floor"
+
 BENCHES: dict[str, Callable[[Path, Params], Json]] = {
-    "sqlite_floor": bench_sqlite_floor,
+    FLOOR: bench_sqlite_floor,
     "handrail": bench_handrail,
     "dbos": bench_dbos,
     "dbos_wal": bench_dbos_wal,
@@ -587,10 +640,13 @@ BENCHES: dict[str, Callable[[Path, Params], Json]] = {
 DRIVERS: dict[str, Callable[[], Driver]] = {
     "handrail": HandrailDriver,
     "dbos": lambda: DbosDriver(wal=False),
+    "dbos_wal": lambda: DbosDriver(wal=True),
     "langgraph_graph": lambda: LangGraphDriver(api="graph"),
+    "langgraph_functional": lambda: LangGraphDriver(api="functional"),
 }
 
-# What "import <system>" means for the import-time measurement.
+# Import time and peak RSS are measured for these, each in fresh processes; what
+# "import <system>" means for each:
 IMPORTS: dict[str, str] = {
     "handrail": "import handrail; handrail.App",
     "dbos": "import dbos; dbos.DBOS",
@@ -611,64 +667,6 @@ LABELS: dict[str, str] = {
 # --------------------------------------------------------------------------------------
 
 
-def run_child(name: str, params: Params, out: Path, tmp_root: Path) -> None:
-    install_network_guard()
-    tmpdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root))
-    try:
-        result = BENCHES[name](tmpdir, params)
-        result.setdefault("status", "ok")
-    except Exception as exc:
-        result = {"status": "error", "error": repr(exc), "traceback": traceback.format_exc()}
-    result["network_attempts"] = list(NET_ATTEMPTS)
-    result["child_peak_rss_mib"] = vm_hwm_kib() / 1024
-    out.write_text(json.dumps(result, indent=2))
-    sys.stdout.flush()
-    os._exit(0)  # skip interpreter teardown: some peers leave non-daemon threads behind
-
-
-def run_rss_child(name: str, steps: int, tmp_root: Path) -> None:
-    """Open the system, run one ``steps``-step workflow, print its own peak RSS, exit."""
-    install_network_guard()
-    tmpdir = Path(tempfile.mkdtemp(prefix=f"rss-{name}-", dir=tmp_root))
-    driver = DRIVERS[name]()
-    driver.open(tmpdir)
-    driver.chain(steps)
-    driver.close()
-    if NET_ATTEMPTS:
-        raise SystemExit(f"network attempts: {NET_ATTEMPTS}")
-    print_vm_hwm()
-    os._exit(0)
-
-
-# --------------------------------------------------------------------------------------
-# Parent: orchestration
-# --------------------------------------------------------------------------------------
-
-
-def spawn_bench(name: str, params: Params, tmp_root: Path, log_dir: Path) -> Json:
-    out = tmp_root / f"{name}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name,
-           "--params", json.dumps(asdict(params)), "--out", str(out), "--tmp", str(tmp_root)]
-    log = log_dir / f"{name}.log"
-    t0 = time.perf_counter()
-    with log.open("w") as fh:
-        try:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=child_env(),
-                                  timeout=params.child_timeout, check=False)
-            rc: int | None = proc.returncode
-        except subprocess.TimeoutExpired:
-            rc = None
-    wall = time.perf_counter() - t0
-    if out.exists():
-        result: Json = json.loads(out.read_text())
-    else:
-        tail = log.read_text()[-2000:]
-        why = "timed out" if rc is None else f"exited {rc}"
-        result = {"status": "error", "error": f"child {why} without a result", "log_tail": tail}
-    result["wall_s"] = wall
-    return result
-
-
 def vm_hwm_kib() -> int:
     """This process's own peak RSS (VmHWM), in KiB.
 
@@ -687,14 +685,296 @@ def vm_hwm_kib() -> int:
 VM_HWM_MARK = "BENCH_VM_HWM_KIB="
 
 
-def print_vm_hwm() -> None:
+def child_trailer() -> Json:
+    return {"network_attempts": list(NET_ATTEMPTS), "child_peak_rss_mib": vm_hwm_kib() / 1024}
+
+
+def run_child(name: str, params: Params, out: Path, tmp_root: Path) -> None:
+    """``--sequential``: run ``bench_<name>()`` to completion, write its result to ``out``."""
+    install_network_guard()
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root))
+    try:
+        result = BENCHES[name](tmpdir, params)
+        result.setdefault("status", "ok")
+    except Exception as exc:
+        result = {"status": "error", "error": repr(exc), "traceback": traceback.format_exc()}
+    result.update(child_trailer())
+    out.write_text(json.dumps(result, indent=2))
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown: some peers leave non-daemon threads behind
+
+
+class Session:
+    """What a ``--serve`` child does for each request of the parent."""
+
+    def __init__(self, name: str, params: Params, tmpdir: Path) -> None:
+        self.name = name
+        self.params = params
+        self.tmpdir = tmpdir
+        self.driver: Driver | None = None
+        self._n = 0
+
+    def start(self) -> Json:
+        if self.name == FLOOR:
+            return {"status": "ok", "config": {"sqlite_version": sqlite3.sqlite_version}}
+        if self.name == "handrail" and (why := handrail_missing()) is not None:
+            return {"status": "unavailable", "reason": why}
+        driver = DRIVERS[self.name]()
+        driver.open(self.tmpdir)
+        self.driver = driver
+        warm_up(driver, self.params)
+        return {"status": "ok", "config": driver.describe()}
+
+    def handle(self, request: Json) -> Json:
+        op = request["op"]
+        if op == "floor":
+            self._n += 1
+            path = self.tmpdir / f"floor-{request['sync']}-{self._n}.db"
+            return {"us": _floor_round(path, request["sync"], request["ops"])}
+        assert self.driver is not None
+        if op == "chain":
+            return {"us": time_chain(self.driver, request["n"])}
+        if op == "throughput":
+            return {"wps": time_throughput(self.driver, self.params)}
+        if op == "resume" and self.name == "handrail":
+            return bench_handrail_resume(self.tmpdir, self.params)
+        raise ValueError(f"{self.name}: unknown request {request!r}")
+
+    def close(self) -> None:
+        if self.driver is not None:
+            self.driver.close()
+
+
+def serve(name: str, params: Params, tmp_root: Path) -> None:
+    """``--serve``: answer the parent's JSON-line requests on stdin until ``quit``.
+
+    Replies go to the original stdout; fd 1 is pointed at stderr (the child's log) so
+    that nothing a library prints can corrupt the protocol.
+    """
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    install_network_guard()
+
+    def reply(obj: Json) -> None:
+        proto.write(json.dumps(obj) + "\n")
+
+    session = Session(name, params, Path(tempfile.mkdtemp(prefix=f"{name}-", dir=tmp_root)))
+    try:
+        reply(session.start())
+    except Exception as exc:
+        reply({"status": "error", "error": repr(exc), "traceback": traceback.format_exc()})
+    for line in sys.stdin:
+        request: Json = json.loads(line)
+        if request["op"] == "quit":
+            break
+        try:
+            reply({"ok": True, **session.handle(request)})
+        except Exception as exc:
+            reply({"ok": False, "error": repr(exc), "traceback": traceback.format_exc()})
+    with contextlib.suppress(Exception):
+        session.close()
+    reply(child_trailer())
+    os._exit(0)  # skip interpreter teardown: some peers leave non-daemon threads behind
+
+
+def run_rss_child(name: str, steps: int, tmp_root: Path) -> None:
+    """Open the system, run one ``steps``-step workflow, print its own peak RSS, exit."""
+    install_network_guard()
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"rss-{name}-", dir=tmp_root))
+    driver = DRIVERS[name]()
+    driver.open(tmpdir)
+    driver.chain(steps)
+    driver.close()
+    if NET_ATTEMPTS:
+        raise SystemExit(f"network attempts: {NET_ATTEMPTS}")
     print(f"{VM_HWM_MARK}{vm_hwm_kib()}", flush=True)
+    os._exit(0)
 
 
-def peak_rss(argv: list[str], timeout: float, log: Path) -> Json:
+# --------------------------------------------------------------------------------------
+# Parent: orchestration
+# --------------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class ChildError(RuntimeError):
+    pass
+
+
+class Child:
+    """Parent-side handle on one ``--serve`` subprocess."""
+
+    def __init__(self, name: str, params: Params, tmp_root: Path, log_dir: Path) -> None:
+        self.name = name
+        self.result: Json = {}
+        self._log: IO[str] = (log_dir / f"{name}.log").open("w")
+        argv = [THIS, "--serve", name, "--params", json.dumps(asdict(params))]
+        self.proc = subprocess.Popen(
+            [sys.executable, *argv, "--tmp", str(tmp_root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=child_env(),
+            text=True,
+            bufsize=1,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def recv(self, timeout: float) -> Json:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise ChildError(f"{self.name}: no answer within {timeout:.0f}s") from None
+        if line is None:
+            raise ChildError(f"{self.name}: child exited (rc {self.proc.wait()}); see its log")
+        answer: Json = json.loads(line)
+        return answer
+
+    @property
+    def ok(self) -> bool:
+        return self.result.get("status") == "ok"
+
+    def call(self, timeout: float, **request: Any) -> Json:
+        """Send a request, return the answer; on any failure mark this system as failed."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            answer = self.recv(timeout)
+            if not answer.get("ok"):
+                raise ChildError(f"{self.name} {request['op']}: {answer.get('error')}")
+            return answer
+        except (ChildError, OSError) as exc:
+            self.result.update(status="error", error=str(exc))
+            self.kill()
+            raise ChildError(str(exc)) from exc
+
+    def quit(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.result.update(self.recv(60))
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def rotated(names: list[str], r: int) -> list[str]:
+    k = r % len(names) if names else 0
+    return names[k:] + names[:k]
+
+
+def run_interleaved(selected: list[str], params: Params, tmp_root: Path, log_dir: Path) -> Json:
+    """Rounds: each one times the floor and every system once, back to back."""
+    names = [FLOOR] + [n for n in DRIVERS if n in selected]
+    log(f"starting {len(names)} servers: {', '.join(names)}")
+    children = {n: Child(n, params, tmp_root, log_dir) for n in names}
+    for child in children.values():
+        try:
+            child.result = child.recv(params.child_timeout)
+        except ChildError as exc:
+            child.result = {"status": "error", "error": str(exc)}
+        log(f"{child.name}: {child.result.get('status')} {child.result.get('reason') or ''}")
+    floor = children[FLOOR]
+    if not floor.ok:
+        raise SystemExit(f"the SQLite floor child failed: {floor.result}")
+    systems = [n for n in names[1:] if children[n].ok]
+    full: list[float] = []
+    normal: list[float] = []
+    per_step: dict[str, list[float]] = {n: [] for n in systems}
+    adjacent: dict[str, list[float]] = {n: [] for n in systems}
+    wps: dict[str, list[float]] = {n: [] for n in systems}
+    timeout = params.child_timeout
+    try:
+        for r in range(params.repeats):
+            log(f"per-step round {r + 1}/{params.repeats}")
+            full.append(floor.call(timeout, op="floor", sync="FULL", ops=params.floor_ops)["us"])
+            normal.append(
+                floor.call(timeout, op="floor", sync="NORMAL", ops=params.floor_ops)["us"]
+            )
+            for n in rotated(systems, r):
+                if not children[n].ok:
+                    continue
+                adj = floor.call(timeout, op="floor", sync="FULL", ops=params.adjacent_floor_ops)
+                with contextlib.suppress(ChildError):
+                    per_step[n].append(children[n].call(timeout, op="chain", n=params.steps)["us"])
+                    adjacent[n].append(adj["us"])
+        for r in range(params.tp_repeats):
+            log(f"throughput round {r + 1}/{params.tp_repeats}")
+            for n in rotated(systems, r):
+                if children[n].ok:
+                    with contextlib.suppress(ChildError):
+                        wps[n].append(children[n].call(timeout, op="throughput")["wps"])
+        if "handrail" in systems and children["handrail"].ok:
+            log("handrail resume")
+            with contextlib.suppress(ChildError):
+                resume = children["handrail"].call(timeout, op="resume")
+                resume.pop("ok")
+                children["handrail"].result["resume"] = resume
+    finally:
+        for child in children.values():
+            child.quit()
+    results: Json = {}
+    for n, child in children.items():
+        res = child.result
+        if n == FLOOR:
+            res.update(FULL=summary(full), NORMAL=summary(normal))
+        elif per_step.get(n):
+            res["per_step_us"] = summary(per_step[n])
+            res["adjacent_floor_full_us"] = summary(adjacent[n])
+            if wps[n]:
+                res["throughput_wps"] = summary(wps[n])
+        results[n] = res
+    return results
+
+
+def run_sequential(selected: list[str], params: Params, tmp_root: Path, log_dir: Path) -> Json:
+    results: Json = {}
+    for name in [n for n in BENCHES if n in selected or n == FLOOR]:
+        log(f"{name} ...")
+        out = tmp_root / f"{name}.json"
+        argv = [THIS, "--child", name, "--params", json.dumps(asdict(params)), "--out", str(out)]
+        logfile = log_dir / f"{name}.log"
+        with logfile.open("w") as fh, contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                [sys.executable, *argv, "--tmp", str(tmp_root)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=child_env(),
+                timeout=params.child_timeout * 2,
+                check=False,
+            )
+        if out.exists():
+            results[name] = json.loads(out.read_text())
+        else:
+            tail = logfile.read_text()[-2000:]
+            results[name] = {"status": "error", "error": "child left no result", "log": tail}
+        log(f"{name}: {results[name].get('status')}")
+    return results
+
+
+def peak_rss(argv: list[str], timeout: float, logfile: Path) -> Json:
     """Peak RSS of exactly one child process, in MiB: its own VmHWM (printed by the child
     just before it exits) and, for reference, ru_maxrss from os.wait4."""
-    with log.open("w") as fh:
+    with logfile.open("w") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=child_env())
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
@@ -703,45 +983,49 @@ def peak_rss(argv: list[str], timeout: float, log: Path) -> Json:
         finally:
             timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
-    text = log.read_text()
+    text = logfile.read_text()
     if proc.returncode != 0:
         raise RuntimeError(f"exited {proc.returncode}: {text.strip()[-500:]}")
     marks = [ln for ln in text.splitlines() if ln.startswith(VM_HWM_MARK)]
     if not marks:
-        raise RuntimeError(f"no {VM_HWM_MARK} line in {log}")
+        raise RuntimeError(f"no {VM_HWM_MARK} line in {logfile}")
     return {
-        "vm_hwm_mib": int(marks[-1][len(VM_HWM_MARK):]) / 1024,
+        "vm_hwm_mib": int(marks[-1].removeprefix(VM_HWM_MARK)) / 1024,
         "ru_maxrss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB; see vm_hwm_kib()
     }
 
 
 def import_seconds(statement: str, runs: int, cwd: Path) -> list[float]:
-    code = (
-        "import time\n"
-        "t0 = time.perf_counter()\n"
-        f"{statement}\n"
-        "print(time.perf_counter() - t0)\n"
-    )
+    """Seconds ``statement`` takes in ``runs`` fresh interpreters (start-up excluded), after
+    one untimed run that leaves the bytecode cache warm, as after any install."""
+    code = f"import time\nt0 = time.perf_counter()\n{statement}\nprint(time.perf_counter() - t0)\n"
     samples: list[float] = []
-    for _ in range(runs):
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=child_env(), cwd=cwd, timeout=120, check=False)
+    for _ in range(runs + 1):
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            cwd=cwd,
+            timeout=120,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
         samples.append(float(proc.stdout.strip().splitlines()[-1]))
-    return samples
+    return samples[1:]
 
 
 def footprints(systems: list[str], params: Params, tmp_root: Path, log_dir: Path) -> Json:
     """Import time and peak RSS of a 1000-step run, each in a fresh process."""
-    out: Json = {}
-    base_log = log_dir / "rss-baseline.log"
     baseline = (
         "import sqlite3\n"
         "for line in open('/proc/self/status'):\n"
         f"    if line.startswith('VmHWM:'): print('{VM_HWM_MARK}' + line.split()[1])\n"
     )
-    out["baseline"] = peak_rss([sys.executable, "-c", baseline], 60, base_log)
+    out: Json = {
+        "baseline": peak_rss([sys.executable, "-c", baseline], 60, log_dir / "rss-baseline.log")
+    }
     for name in systems:
         entry: Json = {}
         try:
@@ -750,8 +1034,8 @@ def footprints(systems: list[str], params: Params, tmp_root: Path, log_dir: Path
         except Exception as exc:
             entry["import_error"] = str(exc)
         try:
-            argv = [sys.executable, str(Path(__file__).resolve()), "--rss-child", name,
-                    "--steps", str(params.steps), "--tmp", str(tmp_root)]
+            argv = [sys.executable, THIS, "--rss-child", name, "--steps", str(params.steps)]
+            argv += ["--tmp", str(tmp_root)]
             rss = peak_rss(argv, params.child_timeout, log_dir / f"rss-{name}.log")
             entry["peak_rss_mib"] = rss["vm_hwm_mib"]
             entry["ru_maxrss_mib"] = rss["ru_maxrss_mib"]
@@ -793,110 +1077,188 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
+def _samples(results: Json, system: str, key: str) -> list[float]:
+    found = _get(results, "systems", system, key, "samples")
+    return list(found) if found else []
+
+
+def ratio(results: Json, num: tuple[str, str], den: tuple[str, str]) -> float | None:
+    """``num / den`` of two measurements: the median of per-round ratios when the samples
+    were taken in the same rounds (interleaved run), else the ratio of the medians."""
+    a, b = _samples(results, *num), _samples(results, *den)
+    if not a or not b:
+        return None
+    if results.get("mode") == "interleaved" and len(a) == len(b):
+        return median([x / y for x, y in zip(a, b, strict=True)])
+    return median(a) / median(b)
+
+
+def per_step_over_floor(results: Json, system: str) -> float | None:
+    """Per-step time over the FULL floor timed just before it (always the same rounds)."""
+    a = _samples(results, system, "per_step_us")
+    b = _samples(results, system, "adjacent_floor_full_us")
+    if not a or len(a) != len(b):
+        return None
+    return median([x / y for x, y in zip(a, b, strict=True)])
+
+
+def per_step_speedup(results: Json, peer: str) -> float | None:
+    """How many times faster handrail's per step is than ``peer``'s."""
+    return ratio(results, (peer, "per_step_us"), ("handrail", "per_step_us"))
+
+
+def throughput_speedup(results: Json, peer: str) -> float | None:
+    return ratio(results, ("handrail", "throughput_wps"), (peer, "throughput_wps"))
+
+
 def evaluate_targets(results: Json) -> list[Json]:
-    systems = results["systems"]
-    full = _get(systems, "sqlite_floor", "FULL", "median")
-    hr_step = _get(systems, "handrail", "per_step_us", "median")
-
-    def speedup(peer: str) -> float | None:
-        peer_step = _get(systems, peer, "per_step_us", "median")
-        return None if hr_step is None or peer_step is None else peer_step / hr_step
-
-    lg = [x for x in (speedup("langgraph_graph"), speedup("langgraph_functional")) if x]
-    rows = [
-        (Target("per-step ≤ 1.25x FULL commit", 1.25, "x"),
-         None if hr_step is None or full is None else hr_step / full),
-        (Target("≥ 3x faster than LangGraph-sync (fastest LangGraph API)", 3.0, "x", True),
-         min(lg) if lg else None),
-        (Target("≥ 6x faster than DBOS (as shipped)", 6.0, "x", True), speedup("dbos")),
-        (Target("≥ 400 ten-step workflows/s", 400.0, "wf/s", True),
-         _get(systems, "handrail", "throughput_wps", "median")),
-        (Target("resume replay ≤ 30 ms", 30.0, "ms"),
-         _get(systems, "handrail", "resume", "replay_ms", "median")),
-        (Target("import ≤ 150 ms", 150.0, "ms"),
-         _get(results, "footprint", "handrail", "import_ms", "median")),
-        (Target("peak RSS ≤ 40 MiB", 40.0, "MiB"),
-         _get(results, "footprint", "handrail", "peak_rss_mib")),
+    lg = [
+        x
+        for x in (
+            per_step_speedup(results, "langgraph_graph"),
+            per_step_speedup(results, "langgraph_functional"),
+        )
+        if x is not None
     ]
-    return [{"target": t.name, "limit": t.limit, "unit": t.unit, "value": v,
-             "status": t.met(v)} for t, v in rows]
+    rows = [
+        (
+            Target("per-step ≤ 1.25x FULL commit (paired floor)", 1.25, "x"),
+            per_step_over_floor(results, "handrail"),
+        ),
+        (
+            Target("≥ 3x faster per step than LangGraph-sync (its faster API)", 3.0, "x", True),
+            min(lg) if lg else None,
+        ),
+        (
+            Target("≥ 6x faster per step than DBOS (as shipped)", 6.0, "x", True),
+            per_step_speedup(results, "dbos"),
+        ),
+        (
+            Target("≥ 400 ten-step workflows/s", 400.0, "wf/s", True),
+            _get(results, "systems", "handrail", "throughput_wps", "median"),
+        ),
+        (
+            Target("resume replay ≤ 30 ms", 30.0, "ms"),
+            _get(results, "systems", "handrail", "resume", "replay_ms", "median"),
+        ),
+        (
+            Target("import ≤ 150 ms", 150.0, "ms"),
+            _get(results, "footprint", "handrail", "import_ms", "median"),
+        ),
+        (
+            Target("peak RSS ≤ 40 MiB", 40.0, "MiB"),
+            _get(results, "footprint", "handrail", "peak_rss_mib"),
+        ),
+    ]
+    return [
+        {"target": t.name, "limit": t.limit, "unit": t.unit, "value": v, "status": t.met(v)}
+        for t, v in rows
+    ]
+
+
+def _x(value: float | None, digits: int = 2, missing: str = "—") -> str:
+    return missing if value is None else f"{value:,.{digits}f}x"
+
+
+def _status_cell(r: Json | None) -> str:
+    status = (r or {}).get("status")
+    return {"unavailable": "pending", "error": "error"}.get(str(status), "—")
 
 
 def render(results: Json) -> str:
     p = results["params"]
     systems: Json = results["systems"]
+    m = results["machine"]
     lines: list[str] = []
     w = lines.append
-    m = results["machine"]
     w(f"# handrail benchmarks — {results['started']}")
     w("")
-    w(f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, SQLite {m['sqlite']}; "
-      f"peers: " + ", ".join(f"{k} {v}" for k, v in results["peer_versions"].items()))
-    w(f"Medians of {p['repeats']} repeats (floor: {p['floor_rounds']} rounds of "
-      f"{p['floor_ops']} commits; import: {p['import_runs']} fresh processes).")
+    peers = ", ".join(f"{k} {v}" for k, v in results["peer_versions"].items())
+    w(f"{m['platform']}, {m['cpus']} CPUs, Python {m['python']}, SQLite {m['sqlite']}.  ")
+    loads = [m.get("loadavg_start"), m.get("loadavg_end")]
+    if all(loads):
+        start, end = (f"{la[0]:.2f}" for la in loads)
+        w(f"1-min load average: {start} at start, {end} at end.  ")
+    w(f"Peers: {peers}.  ")
+    how = (
+        "interleaved rounds (every system once per round, rotating order; ratios taken "
+        "within a round, then the median)"
+        if results["mode"] == "interleaved"
+        else "one system after another"
+    )
+    w(
+        f"Medians of {p['repeats']} rounds ({p['tp_repeats']} for throughput), {how}; "
+        f"import time: {p['import_runs']} fresh processes."
+    )
     w("")
 
-    full = _get(systems, "sqlite_floor", "FULL", "median")
+    full = _get(systems, FLOOR, "FULL", "median")
     w("## 1. Raw SQLite WAL commit floor (BEGIN IMMEDIATE; INSERT 200 B; COMMIT)")
     w("")
     w("| synchronous | µs / commit | commits / s |")
     w("|---|---:|---:|")
     for sync in ("FULL", "NORMAL"):
-        us = _get(systems, "sqlite_floor", sync, "median")
-        w(f"| {sync} | {_fmt(us)} | {_fmt(None if not us else 1e6 / us, 0)} |")
-    if _get(systems, "sqlite_floor", "status") != "ok":
-        w(f"\nfloor failed: {_get(systems, 'sqlite_floor', 'error')}")
+        us = _get(systems, FLOOR, sync, "median")
+        w(f"| {sync} | {_fmt(us)} | {_fmt(1e6 / us if us else None, 0)} |")
     w("")
 
-    hr_step = _get(systems, "handrail", "per_step_us", "median")
-    hr_wps = _get(systems, "handrail", "throughput_wps", "median")
     names = [n for n in LABELS if n in systems]
     w(f"## 2. Per-step overhead (one workflow of {p['steps']} sequential trivial steps)")
     w("")
-    w("| system | µs / step | x FULL commit | handrail is Nx faster |")
-    w("|---|---:|---:|---:|")
+    w(
+        "| system | µs / step | x FULL commit (§1) | x FULL commit (paired) "
+        "| handrail is N x faster |"
+    )
+    w("|---|---:|---:|---:|---:|")
     for n in names:
         us = _get(systems, n, "per_step_us", "median")
-        ratio = None if us is None or not full else us / full
-        if n == "handrail":
-            faster = "—"
-        else:
-            faster = "pending" if hr_step is None or us is None else f"{us / hr_step:.1f}x"
         cell = _fmt(us) if us is not None else _status_cell(systems[n])
-        w(f"| {LABELS[n]} | {cell} | {_fmt(ratio, 2)}{'x' if ratio else ''} | {faster} |")
+        vs_full = us / full if us is not None and full else None
+        faster = "—" if n == "handrail" else _x(per_step_speedup(results, n), 1, "pending")
+        w(
+            f"| {LABELS[n]} | {cell} | {_x(vs_full)} | {_x(per_step_over_floor(results, n))} "
+            f"| {faster} |"
+        )
+    w("")
+    w(
+        f"x FULL commit (paired): each sample over a {p['adjacent_floor_ops']}-commit FULL "
+        "floor timed just before it on the same disk; median of those ratios."
+    )
     w("")
 
-    w(f"## 3. Throughput ({p['tp_workflows']} workflows x {p['tp_steps']} trivial steps, "
-      f"{p['concurrency']} threads)")
+    w(
+        f"## 3. Throughput ({p['tp_workflows']} workflows x {p['tp_steps']} trivial steps, "
+        f"{p['concurrency']} threads)"
+    )
     w("")
-    w("| system | workflows / s | steps / s | handrail is Nx faster |")
+    w("| system | workflows / s | steps / s | handrail is N x faster |")
     w("|---|---:|---:|---:|")
     for n in names:
         wps = _get(systems, n, "throughput_wps", "median")
-        if n == "handrail":
-            faster = "—"
-        else:
-            faster = "pending" if hr_wps is None or wps is None else f"{hr_wps / wps:.1f}x"
         cell = _fmt(wps) if wps is not None else _status_cell(systems[n])
-        steps = _fmt(None if wps is None else wps * p["tp_steps"], 0)
+        steps = _fmt(wps * p["tp_steps"] if wps is not None else None, 0)
+        faster = "—" if n == "handrail" else _x(throughput_speedup(results, n), 1, "pending")
         w(f"| {LABELS[n]} | {cell} | {steps} | {faster} |")
     w("")
 
     fp: Json = results.get("footprint", {})
-    w("## 4. handrail only: resume, import, memory (peers shown for context)")
+    w("## 4. handrail only: resume, import, memory (peers for context)")
     w("")
     resume = _get(systems, "handrail", "resume")
     if resume:
-        w(f"Resume of a {resume['steps']}-step task SIGKILLed during step "
-          f"{resume['killed_at_step']}: replay {_fmt(resume['replay_ms']['median'], 2)} ms "
-          f"(App open {_fmt(resume['app_open_ms']['median'], 2)} ms, not included).")
+        w(
+            f"Resume of a {resume['steps']}-step task SIGKILLed during step "
+            f"{resume['killed_at_step']}: replay {_fmt(resume['replay_ms']['median'], 2)} ms "
+            f"to the result (opening the App before it: "
+            f"{_fmt(resume['app_open_ms']['median'], 2)} ms)."
+        )
     else:
-        w(f"Resume: {_status_cell(systems.get('handrail', {}))}")
+        w(f"Resume: {_status_cell(systems.get('handrail'))}")
     w("")
-    w(f"| system | import (ms) | peak RSS, {p['steps']}-step run (MiB) |")
+    w(f"| system | import (ms) | peak RSS of a {p['steps']}-step run (MiB) |")
     w("|---|---:|---:|")
-    w(f"| bare python + sqlite3 (baseline) | — | {_fmt(_get(fp, 'baseline', 'vm_hwm_mib'))} |")
-    for n in DRIVERS:
+    w(f"| python + sqlite3 only (baseline) | — | {_fmt(_get(fp, 'baseline', 'vm_hwm_mib'))} |")
+    for n in IMPORTS:
         if n not in fp and n != "handrail":
             continue  # a peer left out with --only
         e = fp.get(n, {})
@@ -910,23 +1272,21 @@ def render(results: Json) -> str:
     w("| target | measured | status |")
     w("|---|---:|---|")
     for t in results["targets"]:
-        digits = 3 if t["unit"] == "x" else 1
+        digits = 2 if t["unit"] == "x" else 1
         value = "—" if t["value"] is None else f"{_fmt(t['value'], digits)} {t['unit']}"
-        w(f"| {t['target']} | {value} "
-          f"| {t['status']} |")
+        w(f"| {t['target']} | {value} | {t['status']} |")
     w("")
 
     notes = []
     for n, r in systems.items():
-        if r.get("status") not in ("ok", None):
+        if r.get("status") != "ok":
             notes.append(f"- {n}: {r.get('status')}: {r.get('reason') or r.get('error')}")
         if r.get("network_attempts"):
             notes.append(f"- {n}: NETWORK ATTEMPTS BLOCKED: {r['network_attempts']}")
     for n, e in fp.items():
-        if isinstance(e, dict):
-            for key in ("import_error", "rss_error"):
-                if key in e:
-                    notes.append(f"- {n}: {key}: {e[key]}")
+        for key in ("import_error", "rss_error"):
+            if key in e:
+                notes.append(f"- {n}: {key}: {e[key]}")
     if notes:
         w("## Notes")
         w("")
@@ -935,22 +1295,12 @@ def render(results: Json) -> str:
     return "\n".join(lines)
 
 
-def _status_cell(r: Json) -> str:
-    status = r.get("status")
-    if status == "unavailable":
-        return "pending"
-    if status == "error":
-        return "error"
-    return "—"
-
-
 def machine_info() -> Json:
     return {
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
-        "node": platform.node(),
     }
 
 
@@ -964,43 +1314,50 @@ def temp_root(base: str | None) -> Iterator[Path]:
 
 
 def main_parent(args: argparse.Namespace) -> int:
-    params = Params(repeats=args.repeats)
+    params = Params(repeats=args.repeats, tp_repeats=args.tp_repeats)
     if args.quick:
-        params = Params(repeats=1, tp_workflows=50, floor_ops=500, floor_rounds=2,
-                        import_runs=3)
+        params = Params(repeats=1, tp_repeats=1, tp_workflows=50, floor_ops=500, import_runs=3)
     selected = args.only.split(",") if args.only else list(BENCHES)
     unknown = [s for s in selected if s not in BENCHES]
     if unknown:
         raise SystemExit(f"unknown system(s): {unknown}; choose from {list(BENCHES)}")
-    RESULTS_DIR.mkdir(exist_ok=True)
     log_dir = RESULTS_DIR / "logs"
-    log_dir.mkdir(exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
     results: Json = {
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "mode": "sequential" if args.sequential else "interleaved",
         "machine": machine_info(),
         "params": asdict(params),
         "peer_versions": {p: _version(p) for p in PEER_PACKAGES},
         "handrail_version": _version("handrail"),
-        "systems": {},
     }
+    results["machine"]["loadavg_start"] = os.getloadavg()
+    if os.getloadavg()[0] > 0.5:
+        log(f"warning: load average {os.getloadavg()[0]:.2f} at start; numbers will be noisy")
     t_start = time.perf_counter()
     with temp_root(args.tmp) as root:
-        for name in selected:
-            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-            r = spawn_bench(name, params, root, log_dir)
-            results["systems"][name] = r
-            print(f"[bench] {name}: {r.get('status')} in {r['wall_s']:.1f}s",
-                  file=sys.stderr, flush=True)
-        fp_systems = [n for n in DRIVERS if n in selected]
-        if "handrail" in fp_systems and _get(results["systems"], "handrail", "status") != "ok":
+        run = run_sequential if args.sequential else run_interleaved
+        results["systems"] = run(selected, params, root, log_dir)
+        fp_systems = [n for n in IMPORTS if n in selected]
+        if _get(results, "systems", "handrail", "status") != "ok" and "handrail" in fp_systems:
             fp_systems.remove("handrail")
-        print(f"[bench] import time + peak RSS: {fp_systems} ...", file=sys.stderr, flush=True)
+        log(f"import time + peak RSS: {', '.join(fp_systems)}")
         results["footprint"] = footprints(fp_systems, params, root, log_dir)
     results["total_wall_s"] = time.perf_counter() - t_start
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    results["derived"] = {
+        n: {
+            "per_step_over_full_floor_paired": per_step_over_floor(results, n),
+            "handrail_per_step_speedup": per_step_speedup(results, n),
+            "handrail_throughput_speedup": throughput_speedup(results, n),
+        }
+        for n in DRIVERS
+        if n in results["systems"]
+    }
     results["targets"] = evaluate_targets(results)
     report = render(results)
     print(report)
-    print(f"\n(total {results['total_wall_s']:.0f} s; logs in {log_dir})")
+    print(f"(total {results['total_wall_s']:.0f} s; child logs in {log_dir})")
     out = RESULTS_DIR / "latest.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     (RESULTS_DIR / "latest.md").write_text(report + "\n")
@@ -1009,13 +1366,16 @@ def main_parent(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--repeats", type=int, default=Params.repeats)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=Params.repeats, help="per-step rounds")
+    ap.add_argument("--tp-repeats", type=int, default=Params.tp_repeats, help="throughput rounds")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (numbers not valid)")
+    ap.add_argument("--sequential", action="store_true", help="one system after another")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
     ap.add_argument("--tmp", help="directory for temporary databases (default: system tmp)")
     # internal: child-process modes
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--rss-child", help=argparse.SUPPRESS)
@@ -1025,6 +1385,8 @@ def main() -> int:
 
     if args.child:
         run_child(args.child, Params(**json.loads(args.params)), Path(args.out), Path(args.tmp))
+    if args.serve:
+        serve(args.serve, Params(**json.loads(args.params)), Path(args.tmp))
     if args.rss_child:
         run_rss_child(args.rss_child, args.steps, Path(args.tmp))
     if args.handrail_crash:
