@@ -7,11 +7,14 @@ silently repeating a side effect. See README.md and docs/.
 from handrail.app import App
 from handrail.clock import Clock, SystemClock
 from handrail.context import TaskContext, current_task
+from handrail.controls import CircuitBreaker, RateLimit
 from handrail.errors import (
     CancelRequested,
     ConfigurationError,
+    Halted,
     HandrailError,
     HandrailSignal,
+    HumanInterventionRequired,
     InvalidOperationError,
     LeaseLost,
     NonDeterminismError,
@@ -23,8 +26,10 @@ from handrail.errors import (
     TaskCancelledError,
     TaskExistsError,
     TaskFailedError,
+    TaskFailure,
     ToolCallFailed,
 )
+from handrail.failures import FailureClass, RetryDecision, RetryPolicy, classify
 from handrail.handle import TaskHandle
 from handrail.journal import Event, EventKind, Intervention, StepStatus, TaskState, TaskStatus
 from handrail.tools import NOT_DONE, UNKNOWN, Reversibility, Tool, ToolCall
@@ -38,17 +43,24 @@ __all__ = [
     "UNKNOWN",
     "App",
     "CancelRequested",
+    "CircuitBreaker",
     "Clock",
     "ConfigurationError",
     "Event",
     "EventKind",
+    "FailureClass",
+    "Halted",
     "HandrailError",
     "HandrailSignal",
+    "HumanInterventionRequired",
     "Intervention",
     "InvalidOperationError",
     "LeaseLost",
     "NonDeterminismError",
     "NotFoundError",
+    "RateLimit",
+    "RetryDecision",
+    "RetryPolicy",
     "Reversibility",
     "SerializationError",
     "StaleWriteError",
@@ -60,6 +72,7 @@ __all__ = [
     "TaskContext",
     "TaskExistsError",
     "TaskFailedError",
+    "TaskFailure",
     "TaskHandle",
     "TaskState",
     "TaskStatus",
@@ -68,5 +81,6 @@ __all__ = [
     "ToolCallFailed",
     "Worker",
     "Workflow",
+    "classify",
     "current_task",
 ]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from handrail.auth import add_principal
 from handrail.store.url import open_store
 
 HERE = Path(__file__).resolve().parent
@@ -41,13 +42,28 @@ class CLI:
         env["HANDRAIL_DB"] = str(self.db)
         env["COLUMNS"] = "250"
         env.pop("CLIAPP_CRASH_IN", None)
+        principals = tmp_path / "principals.toml"
+        self.tokens = {
+            name: add_principal(principals, name, ["operator"])
+            for name in ("alice", "bob", "carol", "dave", "a")
+        }
+        self.tokens["eve"] = add_principal(principals, "eve", ["auditor"])
+        env["HANDRAIL_PRINCIPALS"] = str(principals)
         self.env = env
+
+    def _token_env(self, args: tuple[str, ...]) -> dict[str, str]:
+        """The token of the principal ``--as`` names, as an operator would have it set."""
+        if "--as" in args:
+            name = args[args.index("--as") + 1]
+            if name in self.tokens:
+                return {"HANDRAIL_TOKEN": self.tokens[name]}
+        return {}
 
     def run(self, *args: str, code: int | None = 0, **env: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [str(HANDRAIL), *args],
             cwd=self.dir,
-            env={**self.env, **env},
+            env={**self.env, **self._token_env(args), **env},
             capture_output=True,
             text=True,
             timeout=60,
@@ -303,15 +319,15 @@ def test_unknown_ids_fail_with_a_hint(cli: CLI) -> None:
     cli.start("greet", "--arg", "name=x")  # the store exists
     for args in (
         ("tasks", "show", "nope"),
-        ("--as", "o", "tasks", "cancel", "nope"),
-        ("--as", "o", "tasks", "resume", "nope"),
+        ("--as", "bob", "tasks", "cancel", "nope"),
+        ("--as", "bob", "tasks", "resume", "nope"),
         ("interventions", "list", "--task", "nope"),
     ):
         err = cli.run(*args, code=1).stderr
         assert "no task with id 'nope'" in err
         assert "handrail tasks list" in err
     err = cli.run(
-        "--as", "o", "interventions", "resolve", "nope", "--action", "fail", code=1
+        "--as", "bob", "interventions", "resolve", "nope", "--action", "fail", code=1
     ).stderr
     assert "no intervention with id 'nope'" in err
     assert "handrail interventions list" in err
@@ -385,3 +401,43 @@ def test_demo_refuses_an_existing_store(cli: CLI) -> None:
     assert (cli.dir / "demo-systems" / "outbox.jsonl").exists()
     err = cli.run("demo", "--db", str(db), code=1).stderr
     assert "needs a fresh store" in err
+
+
+def test_operator_actions_need_an_authenticated_principal(cli: CLI) -> None:
+    task_id = cli.start("greet", "--arg", "name=x")
+    wrong = cli.run(
+        "--as", "bob", "tasks", "cancel", task_id, code=1, HANDRAIL_TOKEN="hr_not-the-token"
+    ).stderr
+    assert "cannot authenticate 'bob'" in wrong
+    unknown = cli.run("--as", "mallory", "tasks", "cancel", task_id, code=1).stderr
+    assert "cannot authenticate 'mallory'" in unknown
+    no_role = cli.run("--as", "eve", "tasks", "cancel", task_id, code=1).stderr
+    assert "needs the 'operator' role" in no_role
+    no_file = cli.run(
+        "--as", "bob", "tasks", "cancel", task_id, code=2, HANDRAIL_PRINCIPALS=""
+    ).stderr
+    assert "HANDRAIL_PRINCIPALS" in no_file
+    cli.run("--as", "bob", "tasks", "cancel", task_id)
+
+
+def test_principals_add_prints_a_token_that_works(cli: CLI) -> None:
+    path = cli.dir / "more.toml"
+    out = cli.run("principals", "add", "frank", "--role", "operator", "--file", str(path)).stdout
+    token = out.split("HANDRAIL_TOKEN=")[1].split()[0]
+    assert token not in path.read_text()  # only its hash is stored
+    again = cli.run("principals", "add", "frank", "--role", "operator", "--file", str(path), code=1)
+    assert "already" in again.stderr
+    out = cli.run(
+        "--app",
+        APP,
+        "--as",
+        "frank",
+        "tasks",
+        "start",
+        "greet",
+        "--arg",
+        "name=y",
+        HANDRAIL_PRINCIPALS=str(path),
+        HANDRAIL_TOKEN=token,
+    ).stdout
+    assert "as frank" in out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from handrail.cli import demo, halts, interventions, tasks, worker
+from handrail.cli import demo, halts, interventions, principals, tasks, worker
 from handrail.cli.runtime import Runtime
 from handrail.errors import HandrailError
 
@@ -49,9 +50,23 @@ class _HandrailGroup(click.Group):
     help="Who performs operator actions (start, cancel, resume, resolve); recorded in the "
     "journal. Commands that change tasks refuse to run without it. [env: HANDRAIL_PRINCIPAL]",
 )
+@click.option(
+    "--principals",
+    "principals_file",
+    envvar="HANDRAIL_PRINCIPALS",
+    metavar="PATH",
+    help="The principals file that authenticates --as (with the token in HANDRAIL_TOKEN). "
+    "[env: HANDRAIL_PRINCIPALS]",
+)
 @click.version_option(package_name="handrail")
 @click.pass_context
-def cli(ctx: click.Context, app_ref: str | None, db: str, principal: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    app_ref: str | None,
+    db: str,
+    principal: str | None,
+    principals_file: str | None,
+) -> None:
     """handrail: durable, gated, audited runs for agents that take real actions.
 
     Global options go before the command:
@@ -62,7 +77,13 @@ def cli(ctx: click.Context, app_ref: str | None, db: str, principal: str | None)
             "note: --db is ignored because --app is given; the app's own store is used",
             err=True,
         )
-    rt = Runtime(app_ref=app_ref, db=db, principal=principal)
+    rt = Runtime(
+        app_ref=app_ref,
+        db=db,
+        principal=principal,
+        principals_file=principals_file,
+        token=os.environ.get("HANDRAIL_TOKEN"),
+    )
     ctx.obj = rt
     ctx.call_on_close(rt.close)
 
@@ -74,3 +95,4 @@ cli.add_command(demo.demo)
 cli.add_command(halts.halt)
 cli.add_command(halts.release)
 cli.add_command(halts.halts)
+cli.add_command(principals.principals)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import click
 
 from handrail.app import App
+from handrail.auth import Principals
 from handrail.clock import Clock, SystemClock
 from handrail.store.base import Store
 from handrail.store.url import open_store
@@ -91,10 +92,20 @@ def _sqlite_file(target: str) -> str | None:
 class Runtime:
     """The global options of one invocation, and what they open (lazily)."""
 
-    def __init__(self, *, app_ref: str | None, db: str, principal: str | None):
+    def __init__(
+        self,
+        *,
+        app_ref: str | None,
+        db: str,
+        principal: str | None,
+        principals_file: str | None = None,
+        token: str | None = None,
+    ):
         self.app_ref = app_ref
         self.db = db
         self.principal = principal.strip() if principal and principal.strip() else None
+        self.principals_file = principals_file
+        self.token = token
         self._app: App | None = None
         self._store: Store | None = None
 
@@ -133,15 +144,26 @@ class Runtime:
     def clock(self) -> Clock:
         return self._loaded(self.app_ref).clock if self.app_ref is not None else SystemClock()
 
-    def actor(self, what: str) -> str:
-        """The principal for an operator action; a usage error if none was given."""
+    def actor(self, what: str, role: str = "operator") -> str:
+        """The authenticated principal for an operator action: ``--as`` names it, the
+        token in ``HANDRAIL_TOKEN`` proves it against the principals file, and it must hold
+        ``role``. Never assumed: a usage error says what is missing."""
         if self.principal is None:
             root, _, rest = click.get_current_context().command_path.partition(" ")
             raise click.UsageError(
                 f"{what} must name who does it: pass --as NAME before the command "
                 f"(`{root} --as alice {rest} ...`) or set HANDRAIL_PRINCIPAL"
             )
-        return self.principal
+        if self.principals_file is None:
+            raise click.UsageError(
+                f"{what} needs an authenticated principal: set HANDRAIL_PRINCIPALS (or pass "
+                "--principals) to a principals file and HANDRAIL_TOKEN to your token; "
+                "`handrail principals add NAME --role operator` creates both"
+            )
+        principals = Principals.from_file(self.principals_file)
+        who = principals.authenticate(self.principal, self.token)
+        who.require(role, what)
+        return who.name
 
     def close(self) -> None:
         if self._app is not None:
