@@ -27,7 +27,7 @@ class _Op(Generic[T]):
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
-        self.wake = threading.Event()
+        self.wake: threading.Event | None = None  # made only if this writer has to wait
 
 
 class GroupCommitter:
@@ -56,10 +56,16 @@ class GroupCommitter:
                     self._write_lock.release()
                 with self._queue_lock:
                     if self._queue:
-                        self._queue[0].wake.set()
+                        _wake(self._queue[0])
             else:
-                op.wake.wait()
-                op.wake.clear()
+                with self._queue_lock:
+                    if op.done:
+                        break
+                    if op.wake is None:
+                        op.wake = threading.Event()
+                    wake = op.wake
+                wake.wait()
+                wake.clear()
         if op.error is not None:
             raise op.error
         result: T = op.result
@@ -98,6 +104,15 @@ class GroupCommitter:
                 if op.error is None:
                     op.error = error
         finally:
-            for op in batch:
-                op.done = True
-                op.wake.set()
+            with self._queue_lock:
+                for op in batch:
+                    op.done = True
+                    if op.wake is not None:
+                        op.wake.set()
+
+
+def _wake(op: _Op[Any]) -> None:
+    """Wake ``op``'s writer to lead the next batch (call with the queue lock held)."""
+    if op.wake is None:
+        op.wake = threading.Event()
+    op.wake.set()
