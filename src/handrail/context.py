@@ -42,6 +42,7 @@ from handrail.failures import (
     RetryPolicy,
     decide,
     http_status,
+    may_have_taken_effect,
     retry_after,
 )
 from handrail.journal import (
@@ -65,6 +66,15 @@ _STARTED = EventKind.STEP_STARTED
 _COMPLETED = EventKind.STEP_COMPLETED
 _S_COMPLETED = StepStatus.COMPLETED
 _OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
+_NEEDED = {
+    "permission": "grant the access the tool needs (or fix credentials), then retry; or "
+    "supply the result, skip the step, or fail the task",
+    "data_error": "investigate and fix the data, then retry; or supply the result, skip the "
+    "step, or fail the task",
+    "stale_data": "re-read the record and retry, or supply the result",
+    "in_doubt": "check whether the call took effect in the target system: mark it done with "
+    "its output if it did, retry if it did not, or fail the task",
+}
 _S_FAILED = StepStatus.FAILED
 
 
@@ -96,7 +106,7 @@ _SLEEP = Tool(
 class _Run:
     """A step attempt to execute now."""
 
-    __slots__ = ("args", "attempt", "first_at", "index", "kwargs")
+    __slots__ = ("args", "attempt", "base", "first_at", "index", "kwargs")
 
     def __init__(
         self,
@@ -105,12 +115,14 @@ class _Run:
         kwargs: dict[str, Any],
         attempt: int = 1,
         first_at: float | None = None,
+        base: int = 0,
     ):
         self.index = index
         self.args = args
         self.kwargs = kwargs
-        self.attempt = attempt
-        self.first_at = first_at
+        self.attempt = attempt  # counts every attempt the journal has seen
+        self.first_at = first_at  # when the current retry budget started
+        self.base = base  # attempts before the current retry budget (a human's retry)
 
 
 class _Recorded:
@@ -353,36 +365,46 @@ class TaskContext:
                 "idempotent" if tool.idempotent else "idempotency key"
             )
         else:
-            verdict: Any = UNKNOWN
-            if tool.reconcile is not None:
-                call = ToolCall(
-                    task_id=self.task_id,
-                    step_index=index,
-                    tool=tool.name,
-                    args=args,
-                    kwargs=kwargs,
-                    idempotency_key=idempotency_key(self.task_id, index),
-                )
-                verdict = tool.reconcile(call)
+            verdict = self._reconcile(tool, index, args, kwargs)
             if verdict is NOT_DONE and tool.reversibility is not Reversibility.IRREVERSIBLE:
                 reason = "in doubt after a crash; reconcile says the effect did not happen"
             elif verdict is not NOT_DONE and verdict is not UNKNOWN:
-                outputs_json = serde.dumps(verdict, what="reconciled output", step=tool.name)
-                self._write(
-                    [
-                        self._event(
-                            _COMPLETED,
-                            step_index=index,
-                            step_name=tool.name,
-                            outputs_json=outputs_json,
-                            data={"via": "reconcile"},
-                        )
-                    ]
-                )
-                return _Recorded(serde.loads(outputs_json))
+                return self._record_reconciled(tool, index, verdict)
             else:
                 self._raise_in_doubt(tool, index, verdict)
         return self._retry(tool, step, args, kwargs, reason)
+
+    def _reconcile(
+        self, tool: Tool, index: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Ask the tool's reconcile whether an in-doubt call took effect (UNKNOWN if it
+        has none)."""
+        if tool.reconcile is None:
+            return UNKNOWN
+        call = ToolCall(
+            task_id=self.task_id,
+            step_index=index,
+            tool=tool.name,
+            args=args,
+            kwargs={k: v for k, v in kwargs.items() if k != "idempotency_key"},
+            idempotency_key=idempotency_key(self.task_id, index),
+        )
+        return tool.reconcile(call)
+
+    def _record_reconciled(self, tool: Tool, index: int, verdict: Any) -> _Recorded:
+        outputs_json = serde.dumps(verdict, what="reconciled output", step=tool.name)
+        self._write(
+            [
+                self._event(
+                    _COMPLETED,
+                    step_index=index,
+                    step_name=tool.name,
+                    outputs_json=outputs_json,
+                    data={"via": "reconcile"},
+                )
+            ]
+        )
+        return _Recorded(serde.loads(outputs_json))
 
     def _retry(
         self,
@@ -395,6 +417,10 @@ class TaskContext:
     ) -> _Run:
         """Journal a new attempt of a recorded step and return it to run."""
         attempt = step.attempts + 1
+        if step.rerun_authorized:
+            base, first_at = step.attempts, self._clock.now()
+        else:
+            base, first_at = step.retry_base, step.window_started_at or step.started_at
         self._write(
             [
                 self._event(
@@ -408,7 +434,7 @@ class TaskContext:
             boundary=True,
         )
         return _Run(
-            step.index, args, self._with_key(tool, step.index, kwargs), attempt, step.started_at
+            step.index, args, self._with_key(tool, step.index, kwargs), attempt, first_at, base
         )
 
     def _failure_of(self, tool: Tool, index: int, error: dict[str, Any]) -> TaskFailure:
@@ -512,11 +538,15 @@ class TaskContext:
             self._write([])
         return serde.loads(outputs_json)
 
-    def _recover(self, tool: Tool, plan: _Run, exc: BaseException) -> _Run:
+    def _recover(self, tool: Tool, plan: _Run, exc: BaseException) -> _Run | _Recorded:
         """Journal a failed attempt and act on its class: return the next attempt to run
-        now (stale data refreshed), or suspend (back-off, intervention), or raise
-        ``TaskFailure``."""
+        now (stale data refreshed) or the output a reconcile found, or suspend (back-off,
+        intervention), or raise ``TaskFailure``."""
         now = self._clock.now()
+        policy = tool.retry or self._retry_policy
+        elapsed = now - (plan.first_at if plan.first_at is not None else now)
+        budget_attempt = plan.attempt - plan.base
+        kind: str | None = None
         if isinstance(exc, HumanInterventionRequired):
             failure_class = FailureClass(exc.failure_class or FailureClass.PERMISSION)
             decision = RetryDecision("intervene", failure_class, reason=str(exc))
@@ -524,9 +554,9 @@ class TaskContext:
             failure_class = self._classifier.classify(exc, tool.rules)
             decision = decide(
                 failure_class,
-                attempt=plan.attempt,
-                policy=tool.retry or self._retry_policy,
-                elapsed=now - (plan.first_at if plan.first_at is not None else now),
+                attempt=budget_attempt,
+                policy=policy,
+                elapsed=elapsed,
                 server_delay=retry_after(exc, now),
                 can_refresh=tool.refresh is not None,
             )
@@ -546,6 +576,49 @@ class TaskContext:
             circuit = self._circuits.failed(tool.name, breaker)
             if circuit.open(now):
                 error["circuit_open_until"] = circuit.open_until
+        refreshed: tuple[tuple[Any, ...], dict[str, Any], str] | None = None
+        if decision.action == "refresh":
+            try:
+                refreshed = self._refresh(tool, plan, exc)
+            except Exception as refresh_exc:
+                # the re-read itself failed: decide by its class, keep the first error
+                refresh_class = self._classifier.classify(refresh_exc)
+                error["refresh_error"] = {
+                    "type": type(refresh_exc).__qualname__,
+                    "message": str(refresh_exc)[:4000],
+                    "failure_class": refresh_class.value,
+                }
+                decision = decide(
+                    refresh_class,
+                    attempt=budget_attempt,
+                    policy=policy,
+                    elapsed=elapsed,
+                    server_delay=retry_after(refresh_exc, now),
+                )
+        elif decision.action == "retry" and not tool.safe_to_rerun and may_have_taken_effect(exc):
+            verdict = self._reconcile(tool, plan.index, plan.args, plan.kwargs)
+            if verdict is not NOT_DONE and verdict is not UNKNOWN:
+                error["reconciled"] = True
+                self._write(
+                    [
+                        self._event(
+                            EventKind.STEP_FAILED,
+                            step_index=plan.index,
+                            step_name=tool.name,
+                            error=error,
+                            data={"decision": "reconcile", "reason": "the effect happened"},
+                        )
+                    ]
+                )
+                return self._record_reconciled(tool, plan.index, verdict)
+            if verdict is UNKNOWN or tool.reversibility is Reversibility.IRREVERSIBLE:
+                kind = "in_doubt"
+                decision = RetryDecision(
+                    "intervene",
+                    failure_class,
+                    reason="the call may have taken effect before it failed, and the tool is "
+                    "not safe to re-run",
+                )
         data: dict[str, Any] = {"decision": decision.action, "reason": decision.reason}
         if decision.action == "retry":
             data["retry_at"] = now + decision.delay
@@ -560,38 +633,20 @@ class TaskContext:
             due = now + decision.delay
             self._write([failed], run_at=due, release=True)
             raise Suspended(f"step {plan.index} ({tool.name}) retries at {due}: {exc}")
-        if decision.action == "refresh":
-            assert tool.refresh is not None
-            call = ToolCall(
-                task_id=self.task_id,
-                step_index=plan.index,
-                tool=tool.name,
-                args=plan.args,
-                kwargs={k: v for k, v in plan.kwargs.items() if k != "idempotency_key"},
-                idempotency_key=idempotency_key(self.task_id, plan.index),
-            )
-            args, kwargs = _rebind(tool, call, tool.refresh(call, exc))
-            inputs_json = serde.dumps(
-                {"args": args, "kwargs": kwargs}, what="refreshed input", step=tool.name
-            )
+        if decision.action == "refresh" and refreshed is not None:
             self._write([failed])
+            args, kwargs, inputs_json = refreshed
             step = self.state.steps[plan.index]
             return self._retry(
                 tool, step, args, kwargs, "inputs refreshed after stale data", inputs_json
             )
         if decision.action == "intervene":
             self._write([failed])
-            needed = {
-                FailureClass.PERMISSION: "grant the access the tool needs (or fix credentials), "
-                "then retry; or supply the result, skip the step, or fail the task",
-                FailureClass.DATA_ERROR: "investigate and fix the data, then retry; or supply "
-                "the result, skip the step, or fail the task",
-                FailureClass.STALE_DATA: "re-read the record and retry, or supply the result",
-            }.get(failure_class, "decide how to continue")
+            needed = _NEEDED.get(kind or failure_class.value, "decide how to continue")
             if isinstance(exc, HumanInterventionRequired) and exc.needed:
                 needed = exc.needed
             self.raise_intervention(
-                failure_class.value,
+                kind or failure_class.value,
                 f"step {plan.index} ({tool.name}) failed ({failure_class.value}): "
                 f"{error['type']}: {error['message']}",
                 step_index=plan.index,
@@ -606,6 +661,25 @@ class TaskContext:
             )
         self._write([failed])
         raise self._failure_of(tool, plan.index, error) from exc
+
+    def _refresh(
+        self, tool: Tool, plan: _Run, exc: BaseException
+    ) -> tuple[tuple[Any, ...], dict[str, Any], str]:
+        """The tool's refresh hook's new inputs, bound and encoded."""
+        assert tool.refresh is not None
+        call = ToolCall(
+            task_id=self.task_id,
+            step_index=plan.index,
+            tool=tool.name,
+            args=plan.args,
+            kwargs={k: v for k, v in plan.kwargs.items() if k != "idempotency_key"},
+            idempotency_key=idempotency_key(self.task_id, plan.index),
+        )
+        args, kwargs = _rebind(tool, call, tool.refresh(call, exc))
+        inputs_json = serde.dumps(
+            {"args": args, "kwargs": kwargs}, what="refreshed input", step=tool.name
+        )
+        return args, kwargs, inputs_json
 
     def _with_key(self, tool: Tool, index: int, kwargs: dict[str, Any]) -> dict[str, Any]:
         if not tool.takes_idempotency_key:

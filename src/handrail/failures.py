@@ -107,6 +107,43 @@ def http_status(exc: BaseException) -> int | None:
     return None
 
 
+_NOT_PROCESSED_STATUSES = frozenset({408, 425, 429, 503})
+_NEVER_CONNECTED_NAMES = frozenset({"ConnectTimeout", "ConnectError", "PoolTimeout", "ProxyError"})
+_AMBIGUOUS_NAMES = frozenset(
+    {
+        "ReadTimeout",
+        "WriteTimeout",
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+        "ChunkedEncodingError",
+        "IncompleteRead",
+        "ProtocolError",
+    }
+)
+
+
+def may_have_taken_effect(exc: BaseException) -> bool:
+    """Whether a failed call may still have done its work: the request may have reached the
+    service (a read timeout, a dropped or reset connection, a gateway error) rather than
+    having been refused before anything happened (a connection never made, 429, 503). An
+    exception can say so itself with a ``may_have_taken_effect`` attribute."""
+    declared = getattr(exc, "may_have_taken_effect", None)
+    if isinstance(declared, bool):
+        return declared
+    status = http_status(exc)
+    if status is not None:
+        return status not in _NOT_PROCESSED_STATUSES and status >= 500
+    names = _mro_names(exc)
+    if names & _NEVER_CONNECTED_NAMES or isinstance(exc, ConnectionRefusedError):
+        return False
+    if names & _AMBIGUOUS_NAMES:
+        return True
+    return isinstance(
+        exc, TimeoutError | ConnectionResetError | ConnectionAbortedError | BrokenPipeError
+    )
+
+
 def _class_of_status(status: int) -> FailureClass:
     if status in (408, 425, 429) or status >= 500:
         return FailureClass.TRANSIENT

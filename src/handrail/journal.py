@@ -141,6 +141,8 @@ class StepState:
     failure_class: str | None = None
     retry_at: float | None = None
     inputs_refreshed: bool = False
+    retry_base: int = 0
+    window_started_at: float | None = None
 
     @property
     def in_doubt(self) -> bool:
@@ -254,6 +256,9 @@ def apply(state: TaskState, event: Event) -> TaskState:
         step.retry_at = (event.data or {}).get("retry_at")
     elif kind is EventKind.STEP_RETRIED:
         step = steps[event.step_index]  # type: ignore[index]
+        if step.rerun_authorized:  # a human's retry starts a fresh retry budget
+            step.retry_base = step.attempts
+            step.window_started_at = event.timestamp
         step.status = StepStatus.IN_PROGRESS
         step.attempts += 1
         step.error = None

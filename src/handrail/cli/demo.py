@@ -1,4 +1,4 @@
-"""`handrail demo`: see a task survive a crash without repeating a side effect."""
+"""`handrail demo`: see a task survive failures and a crash without repeating a side effect."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ from handrail.cli.runtime import runtime
 )
 @click.option("--keep", is_flag=True, help="Keep the temporary directory afterwards.")
 def demo(db: Path | None, keep: bool) -> None:
-    """Run a contract-renewal agent (scripted planner: no LLM, no network), kill its worker
-    with SIGKILL mid-task, resume it, and check every side effect happened exactly once.
+    """Run a contract-renewal agent (scripted planner: no LLM, no network) through a
+    transient failure (retried after a durable back-off), a stale-data conflict (inputs
+    refreshed), a permission failure (an intervention an operator resolves) and a SIGKILL
+    mid-task; resume it, and check from the journal and the systems' files that each was
+    handled and every side effect happened exactly once.
 
     Ignores the global --app and --db: the demo brings its own app and a fresh store.
     Exits 0 if the verdict is PASS.

@@ -9,11 +9,20 @@ tool                      kind                                  after a crash, i
 ========================  ====================================  ==========================
 fetch_contract            idempotent read                       re-run
 check_vendor_status       idempotent read                       re-run
-update_renewal_date       CRM write, deduplicated by key        re-run with the same key
+update_renewal_date       CRM write, deduplicated by key,       re-run with the same key
+                          optimistic locking (version)
 draft_renewal_notice      idempotent, pure                      re-run
 send_renewal_notice       irreversible e-mail                   wait for a human
 log_crm_activity          reversible CRM note, not idempotent   wait for a human
 ========================  ====================================  ==========================
+
+How their failures are handled (the systems script one of each):
+
+- ``check_vendor_status``: a 503 with ``Retry-After`` is *transient*: retried after a
+  durable back-off (a due time in the journal), which the worker waits for;
+- ``update_renewal_date``: a 409 version conflict is *stale data*: the ``refresh`` hook
+  re-reads the record's version and the call is retried at once with it, same key;
+- ``log_crm_activity``: a 403 is a *permission* failure: an intervention for a human.
 
 ``crash_after`` names a tool whose call kills the process with SIGKILL once its effect is
 on disk, before handrail can journal the result: the crash the demo recovers from.
@@ -28,13 +37,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from handrail import App, TaskContext
+from handrail import App, RetryPolicy, TaskContext, ToolCall
 from handrail.demo.planner import History, next_action
 from handrail.demo.systems import Log, Systems
 
 WORKFLOW = "renew_contract"
 PLANNER_STEP = "plan_next_action"
 MAX_DECISIONS = 20
+
+# Small and without jitter, so the demo is fast and prints the same story every time. The
+# vendor service's Retry-After (0.2 s) is longer than the first back-off, so it wins.
+DEMO_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.1, multiplier=2.0, jitter=False)
+# A back-off due within this many seconds is waited for in the driving thread.
+MAX_INLINE_WAIT = 2.0
 
 
 def build_app(
@@ -47,7 +62,7 @@ def build_app(
 ) -> App:
     """The contract-renewal App on ``store``, its tools acting on ``systems_dir``."""
     systems = Systems(systems_dir, log=log)
-    app = App(store, worker_id=worker_id)
+    app = App(store, worker_id=worker_id, max_inline_wait=MAX_INLINE_WAIT)
 
     def crash_point(tool: str) -> None:
         if crash_after == tool:
@@ -73,6 +88,7 @@ def build_app(
     @app.tool(
         name="check_vendor_status",
         idempotent=True,
+        retry=DEMO_RETRY,
         reversibility="fully_reversible",
         describe="Check the standing of vendor {vendor_id}",
         data_accessed=["vendors"],
@@ -82,17 +98,29 @@ def build_app(
         crash_point("check_vendor_status")
         return vendor
 
+    def reread_version(call: ToolCall, error: BaseException) -> dict[str, Any]:
+        """After a version conflict: the record's current version, for the retry."""
+        del error
+        return {"expected_version": systems.crm_record(call.kwargs["contract_id"])["version"]}
+
+    # Keyword-only: handrail rebinds refreshed arguments positionally where a parameter
+    # allows it, which would take them out of ``call.kwargs`` (and name them nowhere in
+    # the journaled inputs).
     @app.tool(
         name="update_renewal_date",
         idempotency_key=True,
+        retry=DEMO_RETRY,
+        refresh=reread_version,
         reversibility="partially_reversible",
         describe="Set the end date of contract {contract_id} to {new_end_date} in the CRM",
         data_modified=["crm.contracts.end_date"],
     )
     def update_renewal_date(
-        contract_id: str, new_end_date: str, idempotency_key: str
+        *, contract_id: str, new_end_date: str, expected_version: int, idempotency_key: str
     ) -> dict[str, Any]:
-        result = systems.update_end_date(contract_id, new_end_date, idempotency_key)
+        result = systems.update_end_date(
+            contract_id, new_end_date, expected_version, idempotency_key
+        )
         crash_point("update_renewal_date")
         return result
 

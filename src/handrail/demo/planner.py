@@ -63,9 +63,11 @@ def next_action(contract_id: str, history: History) -> dict[str, Any]:
             "update_renewal_date",
             f"{vendor['name']} is {vendor['status']} with {vendor['risk_rating']} risk, so "
             f"the contract renews for {term} months: move its end date from "
-            f"{contract['end_date']} to {new_end} in the CRM.",
+            f"{contract['end_date']} to {new_end} in the CRM (the record I read is at version "
+            f"{contract['version']}).",
             contract_id=contract_id,
             new_end_date=new_end,
+            expected_version=contract["version"],
         )
     if "draft_renewal_notice" not in done:
         return _decide(

@@ -1,250 +1,246 @@
-"""`handrail demo`: a contract-renewal agent killed mid-task, resumed, and checked.
+"""`handrail demo`: a contract-renewal agent meets a flaky service, a concurrent edit, a
+SIGKILL and a missing permission, and still does every side effect exactly once.
 
 The story, on a fresh SQLite file:
 
 1. start a ``renew_contract`` task;
-2. a worker process drives it and is killed with SIGKILL inside ``update_renewal_date``,
-   after the CRM write reached the disk and before handrail journaled the result, so the
-   step is *in doubt*;
+2. a worker process drives it. The vendor status service answers 503 once: the step is
+   journaled as failed (transient) with a due time for its retry, which the worker waits
+   for. A colleague edits the contract between the agent's read and its update: the update
+   fails with a version conflict (stale data), the tool's refresh hook re-reads the version
+   and the update is retried at once. The worker is killed with SIGKILL inside that update,
+   after the CRM write reached the disk and before the result is journaled: *in doubt*;
 3. a worker restarted with the same identity takes the task back at once, replays the
-   journal (recorded steps are not run again) and re-runs the in-doubt step with the same
-   idempotency key, which the CRM recognises as a duplicate;
-4. the timeline, the side-effect counts read from the systems' files, and a verdict.
-
-Each phase is a function, so later features (approvals, audit) add phases.
+   journal and re-runs the in-doubt step with its refreshed inputs and the same idempotency
+   key, which the CRM recognises as a duplicate. It sends the notice; then the CRM refuses
+   to log the activity (403) and the task waits for a human;
+4. an operator reads the intervention, has the permission granted and resolves it (retry);
+5. a worker continues the task to the end;
+6. the timeline; 7. each story read back from the journal and the systems' files, the
+   side-effect counts, and a verdict (:mod:`handrail.demo.findings`).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
-import handrail
-from handrail import ops
 from handrail.cli import render
+from handrail.demo import evidence, findings
 from handrail.demo.contract_renewal import WORKFLOW, build_app
-from handrail.demo.systems import Systems
-from handrail.journal import EventKind, TaskStatus
-from handrail.store.url import open_store
+from handrail.demo.findings import CRASH_TOOL, Outcome, Story
+from handrail.demo.harness import (
+    CONTRACT_ID,
+    TASK_ID,
+    WORKER_ID,
+    DemoError,
+    Paths,
+    heading,
+    note,
+    prepare,
+    read_task,
+    run_worker,
+)
+from handrail.demo.systems import ACTIVITY_PERMISSION, AGENT_ROLE, Systems
+from handrail.journal import Event, EventKind, TaskStatus
 
-TASK_ID = "renewal-C-1042"
-CONTRACT_ID = "C-1042"
-WORKER_ID = "demo-worker"
-CRASH_TOOL = "update_renewal_date"
-CHILD_TIMEOUT = 60.0
+__all__ = ["DemoError", "run_demo"]
 
-
-class DemoError(Exception):
-    """The demo could not run (not: ran and found a problem; that is the verdict)."""
-
-
-@dataclass
-class Paths:
-    db: Path
-    systems: Path
-    directory: Path
-    temporary: bool
+OPERATOR = "dana (CRM admin)"
 
 
-@dataclass
-class Outcome:
-    """What the demo observed; the verdict is computed from it."""
-
-    killed: bool = False
-    in_doubt_after_crash: list[str] = field(default_factory=list)
-    final_status: TaskStatus | None = None
-    retried: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    update_keys: list[str] = field(default_factory=list)
-
-    def failures(self) -> list[str]:
-        problems = []
-        if not self.killed:
-            problems.append("the first worker was not killed mid-task")
-        if self.in_doubt_after_crash != [CRASH_TOOL]:
-            problems.append(f"expected {CRASH_TOOL} in doubt, found {self.in_doubt_after_crash}")
-        if self.final_status is not TaskStatus.COMPLETED:
-            status = self.final_status.value if self.final_status else "unknown"
-            problems.append(f"the task ended {status}, not completed")
-        if CRASH_TOOL not in self.retried:
-            problems.append(f"{CRASH_TOOL} was not re-run")
-        expected = {"crm_updates": 1, "crm_duplicates": 1, "notices_sent": 1}
-        expected["activities_logged"] = 1
-        for name, want in expected.items():
-            if self.counts.get(name) != want:
-                problems.append(f"{name} = {self.counts.get(name)}, expected {want}")
-        if len(set(self.update_keys)) != 1:
-            problems.append(f"the CRM saw different keys: {self.update_keys}")
-        return problems
-
-
-def prepare(db: Path | None) -> Paths:
-    """A fresh store and systems directory: a new temporary directory, or next to ``db``."""
-    if db is None:
-        directory = Path(tempfile.mkdtemp(prefix="handrail-demo-"))
-        return Paths(directory / "handrail.db", directory / "systems", directory, True)
-    db = db.resolve()
-    systems = db.with_name(db.stem + "-systems")
-    taken = [p for p in (db, systems) if p.exists()]
-    if taken:
-        raise DemoError(
-            f"the demo needs a fresh store: {', '.join(map(str, taken))} exists already; "
-            "pass a new --db path or delete it"
-        )
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return Paths(db, systems, db.parent, False)
-
-
-def _heading(out: Console, text: str) -> None:
-    out.print()
-    out.print(Text(text, style="bold"))
-
-
-def _note(out: Console, text: str, style: str = "") -> None:
-    out.print(Text(text, style=style))
-
-
-def _run_worker(out: Console, paths: Paths, *, crash_after: str | None) -> int:
-    """Drive the task in a child process; echo what it did; return its exit code."""
-    command = [
-        sys.executable,
-        "-m",
-        "handrail.demo.driver",
-        "--db",
-        str(paths.db),
-        "--systems",
-        str(paths.systems),
-        "--task",
-        TASK_ID,
-        "--worker-id",
-        WORKER_ID,
-    ]
-    if crash_after:
-        command += ["--crash-after", crash_after]
-    package_root = str(Path(handrail.__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    try:
-        child = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise DemoError(f"the worker process did not finish within {CHILD_TIMEOUT:.0f}s") from exc
-    for line in child.stdout.splitlines():
-        out.print(Text("  worker | ", style="dim") + Text(line))
-    if child.returncode not in (0, -signal.SIGKILL):
-        raise DemoError(f"the worker process failed (exit {child.returncode}):\n{child.stderr}")
-    return child.returncode
+def journal_notes(out: Console, events: list[Event], since: int) -> int:
+    """Print the failure handling the journal recorded after ``since``; the last seq."""
+    for event in events:
+        if event.seq <= since:
+            continue
+        data = event.data or {}
+        if event.kind is EventKind.STEP_FAILED:
+            note(out, "journal: " + evidence.describe_failure(event), "yellow")
+        elif event.kind is EventKind.STEP_RETRIED:
+            changed = ""
+            if event.inputs_json is not None:
+                changes = evidence.refreshed_inputs(events, event)
+                changed = " (" + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()) + ")"
+            note(
+                out,
+                f"journal: step {event.step_index} {event.step_name} attempt "
+                f"{data.get('attempt', '?')}: {data.get('reason', '')}{changed}",
+            )
+        elif event.kind is EventKind.INTERVENTION_RAISED:
+            note(
+                out,
+                f"journal: intervention {data.get('intervention_id')} raised "
+                f"({data.get('kind')}); the task waits for a human",
+                "magenta",
+            )
+    return events[-1].seq if events else since
 
 
 def start_task(out: Console, paths: Paths, initiator: str) -> None:
-    _heading(out, f"1. Start a {WORKFLOW} task for contract {CONTRACT_ID}")
+    heading(out, f"1. Start a {WORKFLOW} task for contract {CONTRACT_ID}")
     with build_app(paths.db, paths.systems) as app:
         app.start(WORKFLOW, contract_id=CONTRACT_ID, task_id=TASK_ID, initiator=initiator)
-    _note(out, f"task {TASK_ID} is pending, started by {initiator}")
+    note(out, f"task {TASK_ID} is pending, started by {initiator}")
 
 
-def crash(out: Console, paths: Paths, systems: Systems, outcome: Outcome) -> None:
-    _heading(
+def crash(out: Console, paths: Paths, systems: Systems, outcome: Outcome) -> int:
+    heading(
         out,
-        f"2. A worker ({WORKER_ID}) drives the task and is killed inside {CRASH_TOOL}, after "
-        "the CRM write reached the disk, before the result is journaled",
+        f"2. A worker ({WORKER_ID}) drives the task: the vendor status service is briefly "
+        "down, a colleague edits the contract mid-task, and the worker is killed inside "
+        f"{CRASH_TOOL}, after the CRM write reached the disk, before the result is journaled",
     )
-    code = _run_worker(out, paths, crash_after=CRASH_TOOL)
+    code = run_worker(out, paths, crash_after=CRASH_TOOL)
     outcome.killed = code == -signal.SIGKILL
-    _note(
+    note(
         out,
         f"worker process exit status {code} (killed by SIGKILL)"
         if outcome.killed
         else f"worker process exited with {code}; it was meant to be killed",
         "red" if not outcome.killed else "",
     )
-    store = open_store(str(paths.db))
-    try:
-        view = ops.show_task(store, TASK_ID)
-    finally:
-        store.close()
+    view = read_task(paths)
+    seen = journal_notes(out, view.events, since=-1)
     doubt = [s for s in view.state.steps.values() if s.in_doubt]
     outcome.in_doubt_after_crash = [s.name for s in doubt]
     for step in doubt:
-        _note(
+        note(
             out,
             f"journal: step {step.index} {step.name}: intent recorded, no result -> in doubt "
             f"(task {view.record.status.value}, lease held by the dead {view.record.lease_owner})",
             "yellow",
         )
     counts = systems.counts()
-    _note(
+    note(
         out,
         f"CRM file: {counts['crm_updates']} update applied. The effect happened; the journal "
         "cannot know it. Re-running a plain write would apply it twice.",
         "yellow",
     )
+    return seen
 
 
-def resume(out: Console, paths: Paths, systems: Systems, outcome: Outcome) -> None:
-    _heading(
+def resume(out: Console, paths: Paths, systems: Systems, outcome: Outcome, since: int) -> int:
+    heading(
         out,
         f"3. Restart the worker with the same id ({WORKER_ID}): it takes its lease back at once "
         "and replays the journal",
     )
-    _run_worker(out, paths, crash_after=None)
-    store = open_store(str(paths.db))
-    try:
-        view = ops.show_task(store, TASK_ID)
-    finally:
-        store.close()
-    outcome.final_status = view.record.status
-    for event in view.events:
-        if event.kind is EventKind.STEP_RETRIED and event.step_name:
-            outcome.retried.append(event.step_name)
-            reason = (event.data or {}).get("reason", "")
-            _note(out, f"journal: step {event.step_index} {event.step_name} re-run: {reason}")
-    outcome.update_keys = systems.update_keys()
-    if outcome.update_keys:
-        same = len(set(outcome.update_keys)) == 1
-        _note(
+    run_worker(out, paths)
+    view = read_task(paths)
+    outcome.status_after_resume = view.record.status
+    seen = journal_notes(out, view.events, since)
+    keys = systems.update_keys()
+    if keys:
+        same = len(set(keys)) == 1
+        note(
             out,
-            f"CRM saw key {outcome.update_keys[0]} {len(outcome.update_keys)} times "
+            f"CRM saw key {keys[0]} {len(keys)} times "
             + (
-                "(the same key on both attempts): applied once, then ignored as a duplicate"
+                "(the same key on every attempt): refused at the stale version, applied once, "
+                "then ignored as a duplicate"
                 if same
-                else f"but with different keys: {outcome.update_keys}"
+                else f"but with different keys: {keys}"
             ),
         )
-    _heading(out, "4. The task's timeline (as `handrail tasks show` prints it)")
-    out.print(render.task_view(view, now=time.time()))
+    note(out, f"task {TASK_ID} is {view.record.status.value}")
+    return seen
 
 
-def report(out: Console, systems: Systems, outcome: Outcome) -> bool:
-    outcome.counts = counts = systems.counts()
-    _heading(out, "5. Side effects, counted from the systems' files")
-    _note(
+def intervene(out: Console, paths: Paths) -> None:
+    heading(
         out,
-        f"CRM updates: {counts['crm_updates']} (duplicates ignored: {counts['crm_duplicates']}), "
-        f"notices sent: {counts['notices_sent']}, "
-        f"CRM activities logged: {counts['activities_logged']}",
+        "4. An operator reads the intervention (as `handrail interventions list` prints it), "
+        "has the permission granted in the CRM, and resolves it",
     )
-    problems = outcome.failures()
+    with build_app(paths.db, paths.systems) as app:
+        items = app.interventions(task_id=TASK_ID)
+        if not items:
+            note(out, "no open intervention: the task did not wait for a human", "red")
+            return
+        out.print(render.interventions_table(items))
+        item = items[0]
+        details = item.details
+        error = details.get("error") or {}
+        for label, value in (
+            ("class", details.get("failure_class")),
+            ("tool", details.get("tool")),
+            ("error", f"{error.get('type')}: {error.get('message')}"),
+            ("needed", details.get("needed")),
+            ("options", ", ".join(details.get("options") or [])),
+        ):
+            note(out, f"  {label + ':':9}{value}")
+        grants = Systems(paths.systems, log=lambda message: note(out, message))
+        grants.grant(AGENT_ROLE, ACTIVITY_PERMISSION, by=OPERATOR)
+        status = app.resolve_intervention(
+            item.intervention_id,
+            action="retry",
+            by=OPERATOR,
+            comment=f"granted {ACTIVITY_PERMISSION} to the {AGENT_ROLE} role in the CRM",
+        )
+    note(
+        out,
+        f"{OPERATOR} resolves {item.intervention_id} with retry (as `handrail --as NAME "
+        f"interventions resolve {item.intervention_id} --action retry` does): task {TASK_ID} "
+        f"is {status.value}",
+        "magenta",
+    )
+
+
+def finish(out: Console, paths: Paths, outcome: Outcome, since: int) -> list[Event]:
+    heading(out, "5. A worker continues the task: the refused step runs again, now allowed")
+    status = read_task(paths).record.status
+    if status is TaskStatus.PENDING:
+        run_worker(out, paths)
+    else:
+        note(
+            out, f"task {TASK_ID} is {status.value}, not pending; no worker can continue it", "red"
+        )
+    view = read_task(paths)
+    outcome.final_status = view.record.status
+    journal_notes(out, view.events, since)
+    heading(out, "6. The task's timeline (as `handrail tasks show` prints it)")
+    out.print(render.task_view(view, now=time.time()))
+    return view.events
+
+
+def report(out: Console, events: list[Event], systems: Systems, outcome: Outcome) -> bool:
+    heading(out, "7. What the journal and the systems' files show")
+    stories: list[Story] = [
+        findings.transient(events, systems),
+        findings.stale_data(events, systems, CONTRACT_ID),
+        findings.crash(events, systems, outcome),
+        findings.permission(events, systems, outcome, OPERATOR),
+        findings.effects(systems, outcome),
+    ]
+    for story in stories:
+        note(out, story.title, "bold")
+        for fact in story.facts:
+            note(out, f"  - {fact}")
+        for problem in story.problems:
+            note(out, f"  ! {problem}", "red")
+    problems = [p for s in stories for p in s.problems]
+    checks = sum(s.checks for s in stories)
     out.print()
     if problems:
-        _note(out, "verdict: FAIL - " + "; ".join(problems), "bold red")
+        note(
+            out,
+            f"verdict: FAIL - {len(problems)} of {checks} checks failed: " + "; ".join(problems),
+            "bold red",
+        )
         return False
-    _note(
+    note(
         out,
-        "verdict: PASS - killed mid-step, resumed, and every side effect happened exactly once: "
-        f"the in-doubt {CRASH_TOOL} re-ran with the same idempotency key and the CRM "
-        "deduplicated it; the notice was sent once",
+        f"verdict: PASS - all {checks} checks hold: the 503 was retried after a durable "
+        "back-off, the version conflict was refreshed and retried with the same key, the "
+        "permission failure waited for a human and went on once resolved; killed mid-step and "
+        "resumed, every side effect happened exactly once and the notice was sent once",
         "bold green",
     )
     return True
@@ -265,20 +261,26 @@ def run_demo(out: Console, *, db: Path | None, keep: bool, initiator: str) -> bo
                 style="bold",
             )
         )
-        _note(out, f"store:   {paths.db} (fresh SQLite file)")
-        _note(out, f"systems: {paths.systems} (contracts, CRM, outbox, activity log)")
+        note(out, f"store:   {paths.db} (fresh SQLite file)")
+        note(
+            out,
+            f"systems: {paths.systems} (contracts, vendor status, CRM, outbox; one 503 and one "
+            "concurrent edit scripted, and the agent's CRM role may not write activities)",
+        )
         systems = Systems(paths.systems)
         systems.seed()
         outcome = Outcome()
         start_task(out, paths, initiator)
-        crash(out, paths, systems, outcome)
-        resume(out, paths, systems, outcome)
-        passed = report(out, systems, outcome)
-        _note(out, f"done in {time.monotonic() - began:.1f}s", "dim")
+        seen = crash(out, paths, systems, outcome)
+        seen = resume(out, paths, systems, outcome, seen)
+        intervene(out, paths)
+        events = finish(out, paths, outcome, seen)
+        passed = report(out, events, systems, outcome)
+        note(out, f"done in {time.monotonic() - began:.1f}s", "dim")
     finally:
         if paths.temporary and not keep:
             shutil.rmtree(paths.directory, ignore_errors=True)
-            _note(out, f"removed {paths.directory} (pass --keep to look around)", "dim")
+            note(out, f"removed {paths.directory} (pass --keep to look around)", "dim")
         else:
-            _note(out, f"kept: handrail --db {paths.db} tasks show {TASK_ID}", "dim")
+            note(out, f"kept: handrail --db {paths.db} tasks show {TASK_ID}", "dim")
     return passed

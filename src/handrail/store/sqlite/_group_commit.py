@@ -58,18 +58,22 @@ class GroupCommitter:
                     if self._queue:
                         _wake(self._queue[0])
             else:
-                with self._queue_lock:
-                    if op.done:
-                        break
-                    if op.wake is None:
-                        op.wake = threading.Event()
-                    wake = op.wake
-                wake.wait()
-                wake.clear()
+                self._wait_turn(op)
         if op.error is not None:
             raise op.error
         result: T = op.result
         return result
+
+    def _wait_turn(self, op: _Op[Any]) -> None:
+        """Sleep until ``op`` is committed or its writer is asked to lead."""
+        with self._queue_lock:
+            if op.done:
+                return
+            if op.wake is None:
+                op.wake = threading.Event()
+            wake = op.wake
+        wake.wait()
+        wake.clear()
 
     def _own(self, exc: BaseException) -> BaseException:
         return self._translate(exc) if isinstance(exc, sqlite3.Error | UnicodeError) else exc
