@@ -259,6 +259,22 @@ def _rebind(tool: Tool, call: ToolCall, updates: Any) -> tuple[tuple[Any, ...], 
             f"the refresh hook of tool {tool.name!r} must return a dict of parameter values, "
             f"not {type(updates).__name__}"
         )
-    bound = inspect.signature(tool.fn).bind_partial(*call.args, **call.kwargs)
-    bound.arguments.update(updates)
-    return tuple(bound.args), dict(bound.kwargs)
+    params = inspect.signature(tool.fn).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    positional = [
+        p.name
+        for p in params.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ][: len(call.args)]
+    args, kwargs = list(call.args), dict(call.kwargs)
+    for name, value in updates.items():
+        if name in positional:  # passed by position: stays positional
+            args[positional.index(name)] = value
+        elif name in params or takes_any:  # passed by keyword, or not passed: by keyword
+            kwargs[name] = value
+        else:
+            raise TypeError(
+                f"the refresh hook of tool {tool.name!r} returned {name!r}, which the tool "
+                "does not take"
+            )
+    return tuple(args), kwargs

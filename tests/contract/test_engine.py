@@ -535,3 +535,34 @@ def test_worker_threads_run_many_tasks(make_app: MakeApp) -> None:
     handles = [app.start(wf, i) for i in range(20)]
     with app.worker(concurrency=4, poll_interval=0.05):
         assert [h.result(timeout=60) for h in handles] == [i + 2 for i in range(20)]
+
+
+def test_refresh_keeps_keyword_arguments_by_keyword(make_app: MakeApp) -> None:
+    app = make_app()
+    seen: list[handrail.ToolCall] = []
+
+    class Conflict(Exception):
+        failure_class = "stale_data"
+
+    def reread(call: handrail.ToolCall, error: BaseException) -> dict[str, Any]:
+        seen.append(call)
+        return {"version": call.kwargs["version"] + 1}
+
+    @app.tool(idempotent=True, refresh=reread)
+    def update(record: str, *, version: int) -> int:
+        if version < 3:
+            raise Conflict(f"{record} is past version {version}")
+        return version
+
+    @app.workflow
+    def wf(ctx: TaskContext) -> int:
+        return int(update("r", version=1))
+
+    handle = app.run(wf)
+    assert handle.result() == 3
+    assert [c.kwargs for c in seen] == [{"version": 1}, {"version": 2}]
+    retried = [e for e in handle.events() if e.kind is EventKind.STEP_RETRIED]
+    assert [e.inputs for e in retried] == [
+        {"args": ["r"], "kwargs": {"version": 2}},
+        {"args": ["r"], "kwargs": {"version": 3}},
+    ]

@@ -379,19 +379,55 @@ def test_help_for_every_command(cli: CLI) -> None:
 
 def test_demo(cli: CLI) -> None:
     began = time.monotonic()
-    out = cli.run("demo").stdout
+    out = cli.run("demo", code=0).stdout
     assert time.monotonic() - began < 15
     for expected in (
+        # a worker: a transient failure retried after a durable back-off, a stale-data
+        # conflict refreshed, then SIGKILL with the refreshed update in doubt
+        "step 3 check_vendor_status attempt 1 failed: ServiceUnavailable (HTTP 503), "
+        "class transient -> retry at",
+        "step 3 check_vendor_status attempt 2: back-off elapsed",
+        "step 5 update_renewal_date attempt 1 failed: VersionConflict (HTTP 409), "
+        "class stale_data -> refresh the inputs and retry at once",
+        "step 5 update_renewal_date attempt 2: inputs refreshed after stale data "
+        "(expected_version 1 -> 2)",
         "killed by SIGKILL",
         "step 5 update_renewal_date: intent recorded, no result -> in doubt",
+        # the restarted worker: the in-doubt step re-run, then a permission failure
         "Restart the worker with the same id",
-        "re-run: in doubt after a crash; safe to re-run (idempotency key)",
+        "step 5 update_renewal_date attempt 3: in doubt after a crash; safe to re-run "
+        "(idempotency key)",
+        "step 11 log_crm_activity attempt 1 failed: Forbidden (HTTP 403), class permission "
+        "-> raise an intervention for a human",
+        "task renewal-C-1042 is awaiting_intervention",
+        # the operator
+        "Interventions (1)",
+        "needed:  grant the access the tool needs",
+        "CRM: dana (CRM admin) grants activities:write to role renewals-agent",
+        "dana (CRM admin) resolves renewal-C-1042/",
+        "step 11 log_crm_activity attempt 2: authorized by an operator",
+        "task renewal-C-1042 is completed",
         "Timeline",
-        "step_retried",
-        "CRM updates: 1 (duplicates ignored: 1), notices sent: 1, CRM activities logged: 1",
-        "verdict: PASS",
+        "step_failed",
+        "intervention_resolved",
+        # the stories, read back from the journal and the systems' files
+        "transient failure, retried after a durable back-off",
+        "the vendor status service answered: 503, 200",
+        "stale-data conflict, inputs refreshed",
+        "attempt 2 is journaled with the refreshed inputs: expected_version 1 -> 2",
+        "SIGKILL mid-step, resumed without repeating an effect",
+        "3 attempts with one key: the CRM saw conflict (version 1), applied (version 2), "
+        "duplicate (version 2); the re-run used the journaled refreshed inputs",
+        "permission failure, raised to a human and resolved",
+        "resolved 'retry' by dana (CRM admin) at",
+        "the CRM answered: 403, logged",
+        "CRM updates: 1 (duplicates ignored: 1, version conflicts: 1), notices sent: 1, "
+        "CRM activities logged: 1",
+        "verdict: PASS - all",
     ):
         assert expected in out, expected
+    assert "verdict: FAIL" not in out
+    assert "\n  ! " not in out, "a story reports a problem"
 
 
 def test_demo_refuses_an_existing_store(cli: CLI) -> None:

@@ -103,7 +103,15 @@ def event_detail(event: Event) -> str:
         return excerpt(f"{label}: {_decoded(event.outputs_json)}{via}")
     if kind in (EventKind.STEP_FAILED, EventKind.TASK_FAILED):
         error = event.error or {}
-        return excerpt(f"error: {error.get('type', 'Error')}: {error.get('message', '')}")
+        handling = ""
+        if error.get("failure_class"):
+            handling = f" [{error['failure_class']}, attempt {error.get('attempt', '?')}"
+            if data.get("decision"):
+                handling += f" -> {data['decision']}"
+            if data.get("retry_at") is not None:
+                handling += f" at {when(float(data['retry_at']))}"
+            handling += "]"
+        return excerpt(f"error: {error.get('type', 'Error')}: {error.get('message', '')}{handling}")
     if kind is EventKind.TASK_CLAIMED:
         return f"worker {data.get('worker', '?')}, epoch {data.get('epoch', '?')}"
     if kind is EventKind.STEP_RETRIED:
