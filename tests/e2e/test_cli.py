@@ -477,3 +477,28 @@ def test_principals_add_prints_a_token_that_works(cli: CLI) -> None:
         HANDRAIL_TOKEN=token,
     ).stdout
     assert "as frank" in out
+
+
+def test_halt_and_release_from_the_command_line(cli: CLI) -> None:
+    task_id = cli.start("greet", "--arg", "name=zoe")
+    out = cli.run("--as", "carol", "halt", "--task", task_id, "--reason", "checking").stdout
+    assert f"halted task {task_id}" in out
+    assert "by carol" in out
+    halts = cli.json("halts")
+    assert [(h["scope"], h["target"], h["halted_by"], h["reason"]) for h in halts] == [
+        ("task", task_id, "carol", "checking")
+    ]
+    with cli.worker():
+        time.sleep(0.5)  # a worker is running, but a halted task is not claimed
+        assert cli.json("tasks", "show", task_id)["task"]["status"] == "pending"
+        out = cli.run("--as", "carol", "release", "--task", task_id).stdout
+        assert f"released task {task_id}" in out
+        assert cli.wait_status(task_id, "completed") == "completed"
+    assert cli.run("halts").stdout.strip() == "no active halts"
+    assert "carol" in cli.run("halts", "--all").stdout
+    err = cli.run("--as", "carol", "halt", "--task", task_id, "--tool", "x", code=2).stderr
+    assert "exactly one of" in err
+    err = cli.run("--as", "carol", "release", "--all", code=1).stderr
+    assert "no active halt" in err
+    err = cli.run("--as", "eve", "halt", "--all", code=1).stderr
+    assert "operator" in err
