@@ -7,7 +7,6 @@ fails instead with ``HANDRAIL_REQUIRE_PG=1``.
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,30 +15,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from conftest import PG_DSN, require_pg
 from handrail.store._sql import load_migrations
 
 pytestmark = pytest.mark.postgres
-
-PG_DSN = os.environ.get("HANDRAIL_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_PG = os.environ.get("HANDRAIL_REQUIRE_PG") == "1"
-
-
-def _unavailable() -> str | None:
-    try:
-        import psycopg
-
-        import handrail.store.postgres  # noqa: F401
-    except Exception as exc:
-        return f"the postgres extra is not installed ({exc}); pip install -e '.[postgres]'"
-    try:
-        with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return (
-            f"PostgreSQL is not reachable at {PG_DSN} ({exc.__class__.__name__}); start it "
-            "or set HANDRAIL_TEST_PG_DSN"
-        )
-    return None
 
 
 def _admin(sql: str) -> None:
@@ -52,11 +31,7 @@ def _admin(sql: str) -> None:
 @pytest.fixture
 def new_database() -> Iterator[Callable[[], str]]:
     """Makes empty databases (URLs), dropped afterwards."""
-    reason = _unavailable()
-    if reason is not None:
-        if REQUIRE_PG:
-            pytest.fail(f"HANDRAIL_REQUIRE_PG=1 but {reason}")
-        pytest.skip(reason)
+    require_pg()
     made: list[str] = []
 
     def make() -> str:
