@@ -14,7 +14,14 @@ Hierarchy::
     │   └── TaskFailure             ... and the failure is final (fatal, or retries exhausted)
     ├── TaskFailedError             waiting on a handle whose task failed
     ├── TaskCancelledError          waiting on a handle whose task was cancelled
-    └── NonDeterminismError         workflow code no longer matches its journal
+    ├── NonDeterminismError         workflow code no longer matches its journal
+    └── AuditError                  the tamper-evident audit log (handrail.audit)
+        ├── ProofError              a Merkle proof does not verify (``reason`` says why)
+        │   ├── InclusionProofError     ... an inclusion proof (a record in a tree)
+        │   └── ConsistencyProofError   ... a consistency proof (an old tree in a new one)
+        ├── CheckpointMalformed     checkpoint / signed-note text that does not parse
+        ├── SignatureInvalid        a checkpoint signature the key does not verify
+        └── BundleMalformed         an exported audit bundle that cannot be read
 
     HandrailSignal (BaseException)  control flow a user's ``except Exception`` cannot swallow
     ├── Suspended                   the task waits (intervention, approval, timer)
@@ -151,6 +158,56 @@ class NonDeterminismError(HandrailError):
         self.step_index = step_index
         self.recorded = recorded
         self.requested = requested
+
+
+class AuditError(HandrailError):
+    """The audit log's proofs, checkpoints or exported bundles."""
+
+
+class ProofError(AuditError):
+    """A Merkle proof does not verify: the record is not in the tree, or the old tree is not
+    a prefix of the new one (or the proof, sizes or roots given are wrong)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class InclusionProofError(ProofError):
+    """An inclusion proof does not show the leaf at ``index`` in the tree of ``size``."""
+
+    def __init__(self, reason: str, *, index: int, size: int):
+        super().__init__(f"inclusion proof for leaf {index} in a tree of {size}: {reason}")
+        self.reason = reason
+        self.index = index
+        self.size = size
+
+
+class ConsistencyProofError(ProofError):
+    """A consistency proof does not show the tree of ``old_size`` as a prefix of ``new_size``."""
+
+    def __init__(self, reason: str, *, old_size: int, new_size: int):
+        super().__init__(f"consistency proof from size {old_size} to {new_size}: {reason}")
+        self.reason = reason
+        self.old_size = old_size
+        self.new_size = new_size
+
+
+class CheckpointMalformed(AuditError):
+    """Checkpoint (signed note) text that does not parse; the message names the line."""
+
+
+class SignatureInvalid(AuditError):
+    """A checkpoint is not signed by the expected key, or its signature does not verify:
+    the checkpoint (or the key you were given) is not the log's."""
+
+    def __init__(self, message: str, *, key_name: str | None = None):
+        super().__init__(message)
+        self.key_name = key_name
+
+
+class BundleMalformed(AuditError):
+    """An exported audit bundle that cannot be read (not the format, bad header, bad key)."""
 
 
 class HandrailSignal(BaseException):
