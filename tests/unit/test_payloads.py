@@ -60,7 +60,7 @@ def test_round_trip(vault: PayloadVault, plaintext: bytes) -> None:
     envelope = vault.seal(TASK, plaintext, b"call:1:input")
     assert vault.open(envelope, b"call:1:input") == plaintext
     assert envelope_key_id(envelope) == TASK
-    if plaintext:
+    if len(plaintext) >= 16:  # a shorter plaintext can occur in random bytes by chance
         assert plaintext not in envelope
 
 
