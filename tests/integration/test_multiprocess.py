@@ -76,3 +76,13 @@ def test_postgres_workers_in_several_processes(tmp_path: Path, pg_url: str) -> N
     _start(pg_url, effects, tasks=60, steps=4)
     _run_workers(pg_url, effects, processes=3, threads=3)
     _check(pg_url, effects, tasks=60, steps=4, processes=3)
+
+
+def test_many_processes_opening_a_new_sqlite_store_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    code = (
+        "import sys; from handrail.store.sqlite import SQLiteStore; "
+        "SQLiteStore(sys.argv[1]).close()"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db)]) for _ in range(8)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 8

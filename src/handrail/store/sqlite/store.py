@@ -76,7 +76,21 @@ class SQLiteStore:
         conn = sqlite3.connect(
             self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        # Switching a new file to WAL needs it to itself, and SQLite does not wait for that
+        # with its busy timeout: when several processes open a new store at once, retry.
+        deadline = time.monotonic() + self._timeout
+        pause = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         return conn
 
