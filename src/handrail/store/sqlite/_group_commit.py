@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -48,6 +49,8 @@ class GroupCommitter:
         while not op.done:
             if self._write_lock.acquire(blocking=False):
                 try:
+                    if len(self._queue) > 1:
+                        time.sleep(0)  # others are writing too: let them join this commit
                     with self._queue_lock:
                         batch, self._queue = self._queue, []
                     if batch:
