@@ -6,7 +6,7 @@ without sleeping::
 
     clock = ManualClock()
     app = App(MemoryStore(), clock=clock)
-    ...
+    handle = app.run(workflow)  # waits on a deadline
     clock.advance(3600)
 """
 

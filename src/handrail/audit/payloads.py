@@ -186,25 +186,20 @@ class KeyStore(Protocol):
 
     def get_or_create(self, key_id: str) -> bytes:
         """The key for ``key_id``, made on first use; :class:`PayloadErased` if destroyed."""
-        ...
 
     def get(self, key_id: str) -> bytes | None:
         """The key for ``key_id``, or None if there is none (never made, or destroyed)."""
-        ...
 
     def destroy(self, key_id: str, *, by: str, reason: str | None = None) -> bool:
         """Destroy the key and leave a tombstone (the first one stays). True if a key
         was destroyed now; False if there was none (the tombstone is still written, so
         the key id can never be used)."""
-        ...
 
     def destroyed(self, key_id: str) -> bool:
         """Whether the key id has a tombstone."""
-        ...
 
     def tombstone(self, key_id: str) -> Tombstone | None:
         """The tombstone of a destroyed key id, or None."""
-        ...
 
 
 def _check_key_id(key_id: str) -> None:
