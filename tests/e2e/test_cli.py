@@ -371,10 +371,27 @@ def test_help_for_every_command(cli: CLI) -> None:
         ("interventions", "resolve"),
         ("worker",),
         ("demo",),
+        ("halt",),
+        ("release",),
+        ("halts",),
+        ("principals",),
+        ("principals", "add"),
     ]
     for command in commands:
         out = cli.run(*command, "--help").stdout
         assert out.startswith("Usage: handrail"), command
+    listed = cli.run("--help").stdout
+    for name in (
+        "tasks",
+        "interventions",
+        "worker",
+        "demo",
+        "halt",
+        "release",
+        "halts",
+        "principals",
+    ):
+        assert f"  {name} " in listed, name
 
 
 def test_demo(cli: CLI) -> None:
