@@ -566,3 +566,26 @@ def test_refresh_keeps_keyword_arguments_by_keyword(make_app: MakeApp) -> None:
         {"args": ["r"], "kwargs": {"version": 2}},
         {"args": ["r"], "kwargs": {"version": 3}},
     ]
+
+
+def test_a_handle_can_be_awaited(make_app: MakeApp) -> None:
+    import asyncio
+
+    app = make_app()
+    app.clock = handrail.SystemClock()
+
+    @app.tool(idempotent=True)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.workflow
+    def wf(ctx: TaskContext) -> int:
+        return int(add(2, 3))
+
+    async def main() -> int:
+        handle = app.start(wf)
+        with app.worker(concurrency=1, poll_interval=0.05):
+            result: int = await handle
+        return result
+
+    assert asyncio.run(main()) == 5

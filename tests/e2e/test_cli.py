@@ -519,3 +519,18 @@ def test_halt_and_release_from_the_command_line(cli: CLI) -> None:
     assert "no active halt" in err
     err = cli.run("--as", "eve", "halt", "--all", code=1).stderr
     assert "operator" in err
+
+
+def test_app_from_the_environment(cli: CLI) -> None:
+    out = cli.run(
+        "--as",
+        "alice",
+        "tasks",
+        "start",
+        "greet",
+        "--arg",
+        "name=env",
+        HANDRAIL_APP=APP,
+        HANDRAIL_TOKEN=cli.tokens["alice"],
+    ).stdout
+    assert "started task" in out
