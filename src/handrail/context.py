@@ -60,7 +60,6 @@ _CURRENT: ContextVar[TaskContext | None] = ContextVar("handrail_task", default=N
 _STARTED = EventKind.STEP_STARTED
 _COMPLETED = EventKind.STEP_COMPLETED
 _S_COMPLETED = StepStatus.COMPLETED
-_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
 _S_FAILED = StepStatus.FAILED
 
 

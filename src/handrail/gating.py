@@ -11,18 +11,16 @@ from typing import TYPE_CHECKING, NoReturn
 
 from handrail.controls import Gate, check_call
 from handrail.errors import Halted, Suspended
-from handrail.journal import Event, EventKind, TaskStatus
+from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
 from handrail.tools import Tool
 
 if TYPE_CHECKING:
     from handrail.context import TaskContext
 
-_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
-
 
 def park_halted(ctx: TaskContext, halt: Halted, refused: Sequence[Event]) -> None:
     """Park the task at this boundary until the halt is released."""
-    tools = [e.step_name for e in refused if e.kind in _OPENS_STEP]
+    tools = [e.step_name for e in refused if e.kind in OPENS_STEP]
     event = ctx._event(
         EventKind.TASK_HALTED,
         step_index=refused[0].step_index if refused else None,

@@ -65,6 +65,9 @@ class EventKind(StrEnum):
     TASK_CANCELLED = "task_cancelled"
 
 
+OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
+"""The kinds of event that open a step attempt: halts and cancels are checked on them."""
+
 _STATUS_OF_KIND: dict[EventKind, str] = {
     EventKind.TASK_CREATED: TaskStatus.PENDING,
     EventKind.TASK_CLAIMED: TaskStatus.IN_PROGRESS,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from handrail.errors import CancelRequested, Halted, LeaseLost, StaleWriteError, TaskExistsError
-from handrail.journal import Event, EventKind, TaskStatus
+from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
 from handrail.store.base import (
     UNSET,
     CircuitState,
@@ -29,8 +29,6 @@ from handrail.store.base import (
     TaskRecord,
     _Unset,
 )
-
-_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
 
 __all__ = ["ManualClock", "MemoryStore"]
 
@@ -214,7 +212,7 @@ class MemoryStore:
             if boundary and r.cancel_requested_by is not None:
                 raise CancelRequested(lease.task_id)
             if boundary:
-                tools = [e.step_name for e in events if e.kind in _OPENS_STEP]
+                tools = [e.step_name for e in events if e.kind in OPENS_STEP]
                 for halt in self._halts:
                     if any(halt.covers(lease.task_id, tool) for tool in tools) or (
                         tools and halt.covers(lease.task_id, None)

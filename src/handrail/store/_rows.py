@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from handrail.journal import Event, EventKind, TaskStatus
-from handrail.store.base import TaskRecord
+from handrail.store.base import TaskRecord, _Unset
 
 EVENT_COLUMNS = (
     "task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning, approval, "
@@ -85,3 +85,25 @@ def row_to_task(r: Sequence[Any]) -> TaskRecord:
 
 def as_json_list(values: Sequence[str] | None) -> str | None:
     return None if values is None else json.dumps(list(values))
+
+
+def task_update_params(
+    task_id: str,
+    now: float,
+    status: TaskStatus | None,
+    run_at: float | _Unset | None,
+    release: bool,
+) -> dict[str, Any] | None:
+    """The parameters of a backend's ``update_task`` query, or ``None`` when the write
+    leaves the task row as it is (the common case: a step's events only)."""
+    set_run_at = not isinstance(run_at, _Unset)
+    if status is None and not set_run_at and not release:
+        return None
+    return {
+        "task_id": task_id,
+        "now": now,
+        "status": None if status is None else status.value,
+        "set_run_at": set_run_at,
+        "run_at": run_at if set_run_at else None,
+        "release": release,
+    }

@@ -24,8 +24,8 @@ from handrail.errors import (
     StoreError,
     TaskExistsError,
 )
-from handrail.journal import Event, EventKind, TaskStatus
-from handrail.store._rows import event_to_row, row_to_event, row_to_task
+from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
+from handrail.store._rows import event_to_row, row_to_event, row_to_task, task_update_params
 from handrail.store._sql import load_migrations, load_queries
 from handrail.store.base import (
     UNSET,
@@ -53,7 +53,6 @@ T = TypeVar("T")
 _Conn = psycopg.Connection[tuple[Any, ...]]
 
 _PACKAGE = "handrail.store.postgres"
-_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
 _Q = load_queries(_PACKAGE)
 _CLAIMED = EventKind.TASK_CLAIMED
 _MIGRATION_LOCK = 0x68616E6472_0001  # "handr" + 1: the advisory lock migrations run under
@@ -225,14 +224,14 @@ class PostgresStore:
         release: bool = False,
         boundary: bool = False,
     ) -> None:
-        update = _update_params(lease.task_id, now, status, run_at, release)
+        update = task_update_params(lease.task_id, now, status, run_at, release)
         params = {
             "task_id": lease.task_id,
             "epoch": lease.epoch,
             "worker": lease.worker_id,
             "boundary": boundary,
             "intent_tools": sorted(
-                {e.step_name for e in events if e.kind in _OPENS_STEP and e.step_name}
+                {e.step_name for e in events if e.kind in OPENS_STEP and e.step_name}
             ),
             "update": update is not None,
             **(update or _NO_UPDATE),
@@ -264,7 +263,7 @@ class PostgresStore:
         run_at: float | _Unset | None = UNSET,
     ) -> None:
         rows = _event_arrays(events)
-        update = _update_params(task_id, now, status, run_at, False)
+        update = task_update_params(task_id, now, status, run_at, False)
 
         def op(conn: _Conn) -> None:
             row = conn.execute(_Q["lock_task"], {"task_id": task_id}).fetchone()
@@ -401,26 +400,6 @@ _NO_UPDATE: dict[str, Any] = {
     "run_at": None,
     "release": False,
 }
-
-
-def _update_params(
-    task_id: str,
-    now: float,
-    status: TaskStatus | None,
-    run_at: float | _Unset | None,
-    release: bool,
-) -> dict[str, Any] | None:
-    set_run_at = not isinstance(run_at, _Unset)
-    if status is None and not set_run_at and not release:
-        return None
-    return {
-        "task_id": task_id,
-        "now": now,
-        "status": None if status is None else status.value,
-        "set_run_at": set_run_at,
-        "run_at": run_at if set_run_at else None,
-        "release": release,
-    }
 
 
 def _event_arrays(events: Sequence[Event]) -> dict[str, list[Any]]:

@@ -23,8 +23,14 @@ from handrail.errors import (
     StoreError,
     TaskExistsError,
 )
-from handrail.journal import Event, EventKind, TaskStatus
-from handrail.store._rows import as_json_list, event_to_row, row_to_event, row_to_task
+from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
+from handrail.store._rows import (
+    as_json_list,
+    event_to_row,
+    row_to_event,
+    row_to_task,
+    task_update_params,
+)
 from handrail.store._sql import load_migrations, load_queries
 from handrail.store.base import (
     UNSET,
@@ -41,7 +47,6 @@ from handrail.store.sqlite._group_commit import GroupCommitter
 _PACKAGE = "handrail.store.sqlite"
 _Q = load_queries(_PACKAGE)
 _CLAIMED = EventKind.TASK_CLAIMED
-_OPENS_STEP = frozenset({EventKind.STEP_STARTED, EventKind.STEP_RETRIED})
 
 
 def _translate(exc: BaseException) -> Exception:
@@ -239,13 +244,13 @@ class SQLiteStore:
             event_to_row(e)
             + (
                 (task_id, epoch, owner, 1, 1, task_id, e.step_name)
-                if boundary and e.kind in _OPENS_STEP
+                if boundary and e.kind in OPENS_STEP
                 else (task_id, epoch, owner, 0, 0, task_id, None)
             )
             for e in events
         ]
-        tools = sorted({e.step_name for e in events if e.kind in _OPENS_STEP and e.step_name})
-        update = _update_params(lease.task_id, now, status, run_at, release)
+        tools = sorted({e.step_name for e in events if e.kind in OPENS_STEP and e.step_name})
+        update = task_update_params(lease.task_id, now, status, run_at, release)
 
         def op(conn: sqlite3.Connection) -> None:
             if rows:
@@ -276,7 +281,7 @@ class SQLiteStore:
         run_at: float | _Unset | None = UNSET,
     ) -> None:
         rows = [event_to_row(e) for e in events]
-        update = _update_params(task_id, now, status, run_at, False)
+        update = task_update_params(task_id, now, status, run_at, False)
 
         def op(conn: sqlite3.Connection) -> None:
             row = conn.execute(_Q["get_task"], (task_id,)).fetchone()
@@ -424,26 +429,6 @@ def _refuse(
 
 def _row_to_halt(r: Sequence[Any]) -> Halt:
     return Halt(*r)
-
-
-def _update_params(
-    task_id: str,
-    now: float,
-    status: TaskStatus | None,
-    run_at: float | _Unset | None,
-    release: bool,
-) -> dict[str, Any] | None:
-    set_run_at = not isinstance(run_at, _Unset)
-    if status is None and not set_run_at and not release:
-        return None
-    return {
-        "task_id": task_id,
-        "now": now,
-        "status": None if status is None else status.value,
-        "set_run_at": set_run_at,
-        "run_at": run_at if set_run_at else None,
-        "release": release,
-    }
 
 
 def _split_statements(sql: str) -> list[str]:
