@@ -56,6 +56,9 @@ _encoder = json.JSONEncoder(
     default=_default, allow_nan=False, separators=(",", ":"), ensure_ascii=False
 )
 _decoder = json.JSONDecoder(object_hook=_object_hook)
+_canonical = json.JSONEncoder(
+    default=_default, allow_nan=False, separators=(",", ":"), ensure_ascii=False, sort_keys=True
+)
 
 
 def dumps(value: Any, *, what: str = "value", step: str | None = None) -> str:
@@ -77,6 +80,15 @@ def dumps(value: Any, *, what: str = "value", step: str | None = None) -> str:
         raise SerializationError(
             f"the {what}{where} cannot be stored as JSON: {exc}", step=step, type_name="float"
         ) from None
+
+
+def canonical(value: Any) -> str:
+    """The canonical JSON text of ``value`` (keys sorted, no spaces): equal values give
+    equal text, so it can be hashed."""
+    try:
+        return _canonical.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"cannot encode a canonical form: {exc}") from None
 
 
 def loads(text: str | None) -> Any:
