@@ -5,10 +5,12 @@ silently repeating a side effect. See README.md and docs/.
 """
 
 from handrail.app import App
+from handrail.approvals import Approval, ApprovalPolicy, ApprovalRequest, Decision, ProposedAction
 from handrail.clock import Clock, SystemClock
 from handrail.context import TaskContext, current_task
 from handrail.controls import CircuitBreaker, RateLimit
 from handrail.errors import (
+    ApprovalDenied,
     CancelRequested,
     ConfigurationError,
     Halted,
@@ -42,10 +44,15 @@ __all__ = [
     "NOT_DONE",
     "UNKNOWN",
     "App",
+    "Approval",
+    "ApprovalDenied",
+    "ApprovalPolicy",
+    "ApprovalRequest",
     "CancelRequested",
     "CircuitBreaker",
     "Clock",
     "ConfigurationError",
+    "Decision",
     "Event",
     "EventKind",
     "FailureClass",
@@ -58,6 +65,7 @@ __all__ = [
     "LeaseLost",
     "NonDeterminismError",
     "NotFoundError",
+    "ProposedAction",
     "RateLimit",
     "RetryDecision",
     "RetryPolicy",

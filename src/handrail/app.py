@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from handrail import serde
+from handrail.approval_gate import GateSettings
+from handrail.approvals import Approval, ApprovalPolicy
 from handrail.clock import Clock, SystemClock
 from handrail.context import _CURRENT
 from handrail.controls import CircuitBreaker, Circuits, RateLimit
@@ -20,12 +22,14 @@ from handrail.failures import Classifier, RetryPolicy, Rule
 from handrail.handle import TaskHandle
 from handrail.journal import Event, EventKind, Intervention, TaskStatus
 from handrail.lease import Heartbeat
+from handrail.notifications import Notifications
 from handrail.store.base import Halt, NewTask, Store
 from handrail.store.url import open_store
 from handrail.tools import Reversibility, Tool, ToolCall, make_tool
 from handrail.workflow import Workflow, drive, make_workflow
 
 if TYPE_CHECKING:
+    from handrail.notify import Notifier
     from handrail.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,6 +48,10 @@ class App:
     rules. ``max_inline_wait``: :meth:`run` and :meth:`execute` wait in this thread for a
     retry back-off or timer due within this many seconds, instead of returning.
     ``circuit_breaker`` is the default for tools that set none (``None``: no breaker).
+    ``approval_policy`` is the default :class:`ApprovalPolicy` for tools that set none
+    (default: irreversible calls need approval); ``max_pending_approvals`` caps the pending
+    requests per approver group (past it, gated calls queue); ``notifiers`` tell approvers
+    (see :mod:`handrail.notify`).
     """
 
     def __init__(
@@ -56,6 +64,9 @@ class App:
         retry_policy: RetryPolicy | None = None,
         max_inline_wait: float = 5.0,
         circuit_breaker: CircuitBreaker | None = _DEFAULT_BREAKER,
+        approval_policy: ApprovalPolicy | None = None,
+        max_pending_approvals: int | None = 100,
+        notifiers: Sequence[Notifier] = (),
     ):
         if lease_seconds <= 0:
             raise ConfigurationError("lease_seconds must be > 0")
@@ -71,6 +82,14 @@ class App:
         self.max_inline_wait = max_inline_wait
         self.circuit_breaker = circuit_breaker
         self.circuits = Circuits(self.store, self.clock)
+        if max_pending_approvals is not None and max_pending_approvals < 1:
+            raise ConfigurationError("max_pending_approvals must be at least 1 (or None)")
+        self.notifications = Notifications(notifiers)
+        self.gate_settings = GateSettings(
+            policy=approval_policy or ApprovalPolicy(),
+            max_pending=max_pending_approvals,
+            notify=self.notifications.notify,
+        )
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.workflows: dict[str, Workflow] = {}
         self.tools: dict[str, Tool] = {}
@@ -89,8 +108,9 @@ class App:
         self.store.release_worker(worker_id)
 
     def close(self) -> None:
-        """Stop the heartbeat and close the store."""
+        """Stop the heartbeat, deliver pending notifications and close the store."""
         self.heartbeat.stop()
+        self.notifications.close()
         self.store.close()
 
     def __enter__(self) -> App:
@@ -114,6 +134,7 @@ class App:
         queue: str = "default",
         max_execution_time: float | None = None,
         max_steps: int | None = None,
+        agent: str | None = None,
     ) -> Callable[[F], Workflow]: ...
 
     def workflow(
@@ -125,12 +146,14 @@ class App:
         queue: str = "default",
         max_execution_time: float | None = None,
         max_steps: int | None = None,
+        agent: str | None = None,
     ) -> Workflow | Callable[[F], Workflow]:
         """Register a workflow: ``def wf(ctx: TaskContext, ...)``, plain or ``async``.
 
         ``queue`` picks the workers that run it; ``max_execution_time`` (seconds) is how long
         a task may be in progress before monitoring calls it stuck; ``max_steps`` is a
-        budget: a step past it waits for a human."""
+        budget: a step past it waits for a human; ``agent`` names the agent in approval
+        requests (default: the workflow's name): it can never approve them."""
 
         def register(f: F) -> Workflow:
             wf = make_workflow(
@@ -139,6 +162,7 @@ class App:
                 queue=queue,
                 max_execution_time=max_execution_time,
                 max_steps=max_steps,
+                agent=agent,
             )
             if wf.name in self.workflows and self.workflows[wf.name].fn is not f:
                 raise ConfigurationError(f"a workflow named {wf.name!r} is registered already")
@@ -171,6 +195,8 @@ class App:
         rate_limit: RateLimit | None = None,
         task_rate_limit: RateLimit | None = None,
         max_calls_per_task: int | None = None,
+        approval: ApprovalPolicy | str | Callable[..., bool] | None = None,
+        expected_outcome: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -193,6 +219,8 @@ class App:
         rate_limit: RateLimit | None = None,
         task_rate_limit: RateLimit | None = None,
         max_calls_per_task: int | None = None,
+        approval: ApprovalPolicy | str | Callable[..., bool] | None = None,
+        expected_outcome: str | None = None,
     ) -> F | Callable[[F], F]:
         """Register a tool. Inside a workflow each call is a recorded step; outside one the
         function just runs.
@@ -213,7 +241,11 @@ class App:
         - ``circuit_breaker``: its :class:`CircuitBreaker` (default: the app's);
         - ``rate_limit`` / ``task_rate_limit``: a :class:`RateLimit` across all tasks / in
           one task; calls over it wait durably for the next window;
-        - ``max_calls_per_task``: a budget; a call over it waits for a human.
+        - ``max_calls_per_task``: a budget; a call over it waits for a human;
+        - ``approval``: its :class:`ApprovalPolicy` (or ``"always"``, ``"never"``, a
+          predicate); default: the app's. Irreversible calls always need approval;
+        - ``expected_outcome``: what an approver is told the call will do, a template over
+          its parameters.
         """
 
         def register(f: F) -> F:
@@ -234,6 +266,8 @@ class App:
                 rate_limit=rate_limit,
                 task_rate_limit=task_rate_limit,
                 max_calls_per_task=max_calls_per_task,
+                approval=approval,
+                expected_outcome=expected_outcome,
             )
             if tool.name in self.tools and self.tools[tool.name].fn is not f:
                 raise ConfigurationError(f"a tool named {tool.name!r} is registered already")
@@ -414,6 +448,62 @@ class App:
         from handrail import ops
 
         return ops.release(self.store, self.clock, scope, target, actor=by)[1]
+
+    def approvals(
+        self, *, task_id: str | None = None, include_decided: bool = False
+    ) -> list[Approval]:
+        """Pending approval requests, oldest first (all of them with ``include_decided``)."""
+        from handrail import decisions
+
+        return decisions.list_approvals(
+            self.store, task_id=task_id, include_decided=include_decided
+        )
+
+    def approval(self, request_id: str) -> Approval:
+        """One approval request and its decisions so far."""
+        from handrail import decisions
+
+        return decisions.find_approval(self.store, request_id)
+
+    def approve(
+        self,
+        request_id: str,
+        *,
+        by: str,
+        comment: str | None = None,
+        digest: str | None = None,
+        edit: Mapping[str, Any] | None = None,
+    ) -> Approval:
+        """Approve a request as principal ``by``. Pass the ``digest`` you were shown to make
+        sure you approve exactly that action; ``edit`` approves with changed parameters."""
+        from handrail import decisions
+
+        return decisions.decide(
+            self.store,
+            self.clock,
+            request_id,
+            decision="approved",
+            actor=by,
+            comment=comment,
+            digest_seen=digest,
+            edit=edit,
+        )
+
+    def deny(
+        self, request_id: str, *, by: str, comment: str | None = None, digest: str | None = None
+    ) -> Approval:
+        """Deny a request as principal ``by``; the gated call raises ``ApprovalDenied``."""
+        from handrail import decisions
+
+        return decisions.decide(
+            self.store,
+            self.clock,
+            request_id,
+            decision="denied",
+            actor=by,
+            comment=comment,
+            digest_seen=digest,
+        )
 
     def worker(
         self,

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from handrail import gating, recovery, serde
+from handrail import approval_gate, gating, recovery, serde
 from handrail._plans import Recorded, StepRun
 from handrail.controls import CircuitBreaker, Circuits, Gate
 from handrail.errors import (
@@ -107,8 +107,13 @@ class TaskContext:
         retry_policy: RetryPolicy | None = None,
         circuits: Circuits | None = None,
         circuit_breaker: CircuitBreaker | None = None,
+        gate_settings: approval_gate.GateSettings | None = None,
+        agent: str | None = None,
     ):
         self.task_id = lease.task_id
+        self._gate_settings = gate_settings
+        self.agent = agent or state.workflow
+        self._expected: str | None = None
         self._circuits = circuits
         self._breaker = circuit_breaker
         self.max_steps: int | None = None
@@ -157,6 +162,11 @@ class TaskContext:
         context summary). NUL characters, which no database text column takes, become
         U+FFFD."""
         self._reasoning = text.replace("\x00", "\ufffd")
+
+    def expect(self, outcome: str) -> None:
+        """The outcome the agent expects from the next step; an approval request for it
+        shows this as its expected outcome."""
+        self._expected = outcome
 
     def context_summary(self) -> str:
         """The completed steps, for an LLM prompt."""
@@ -272,10 +282,27 @@ class TaskContext:
         except SerializationError:
             self._index = index
             raise
+        expected, self._expected = self._expected, None
         gate = gating.gate(self, tool, index)
         if gate is not None:
-            self._index, self._reasoning = index, reasoning
+            self._index, self._reasoning, self._expected = index, reasoning, expected
             gating.stop_at_gate(self, gate, tool, index)
+        facts = None
+        settings = self._gate_settings
+        if settings is not None:
+            policy = tool.approval or settings.policy
+            if index in self._state.approval_of_step or approval_gate.needs_check(tool, policy):
+                try:
+                    args, kwargs, facts = approval_gate.check(
+                        self, tool, index, args, kwargs, reasoning, expected, policy, settings
+                    )
+                except Suspended:
+                    self._index, self._reasoning, self._expected = index, reasoning, expected
+                    raise
+                if facts is not None and facts.get("edited"):
+                    inputs_json = serde.dumps(
+                        {"args": args, "kwargs": kwargs}, what="input", step=tool.name
+                    )
         self._write(
             [
                 self._event(
@@ -284,6 +311,8 @@ class TaskContext:
                     step_name=tool.name,
                     inputs_json=inputs_json,
                     agent_reasoning=reasoning,
+                    requires_human_approval=facts is not None,
+                    data=facts,
                 )
             ],
             boundary=True,

@@ -123,6 +123,40 @@ class TaskFailure(ToolCallFailed):
     workflow catches it, the task fails naming the step, the class and the error."""
 
 
+class ApprovalDenied(TaskFailure):
+    """A gated call was denied: by an approver, or by its deadline
+    (``timeout_no_response``). Raised the same way on replay; unless the workflow catches
+    it, the task fails naming the request and who denied it."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        step_index: int,
+        tool: str,
+        request_id: str,
+        denied_by: str,
+        reason: str | None = None,
+        comment: str | None = None,
+    ):
+        detail = f"denied by {denied_by}"
+        if reason:
+            detail += f" ({reason})"
+        if comment:
+            detail += f": {comment}"
+        super().__init__(
+            task_id=task_id,
+            step_index=step_index,
+            tool=tool,
+            error_type="ApprovalDenied",
+            message=f"approval {request_id} {detail}",
+        )
+        self.request_id = request_id
+        self.denied_by = denied_by
+        self.reason = reason
+        self.comment = comment
+
+
 class TaskFailedError(HandrailError):
     """The awaited task failed."""
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from handrail import serde
+from handrail.approvals import Approval, ApprovalRequest, Decision
 
 
 class TaskStatus(StrEnum):
@@ -54,6 +55,10 @@ class EventKind(StrEnum):
     STEP_FAILED = "step_failed"
     STEP_RETRIED = "step_retried"
     TIMER_SET = "timer_set"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_QUEUED = "approval_queued"
+    APPROVAL_REMINDED = "approval_reminded"
+    APPROVAL_DECIDED = "approval_decided"
     INTERVENTION_RAISED = "intervention_raised"
     INTERVENTION_RESOLVED = "intervention_resolved"
     CANCEL_REQUESTED = "cancel_requested"
@@ -76,6 +81,10 @@ _STATUS_OF_KIND: dict[EventKind, str] = {
     EventKind.STEP_FAILED: StepStatus.FAILED,
     EventKind.STEP_RETRIED: StepStatus.IN_PROGRESS,
     EventKind.TIMER_SET: TaskStatus.IN_PROGRESS,
+    EventKind.APPROVAL_REQUESTED: TaskStatus.AWAITING_APPROVAL,
+    EventKind.APPROVAL_QUEUED: TaskStatus.AWAITING_APPROVAL,
+    EventKind.APPROVAL_REMINDED: TaskStatus.AWAITING_APPROVAL,
+    EventKind.APPROVAL_DECIDED: TaskStatus.AWAITING_APPROVAL,
     EventKind.INTERVENTION_RAISED: TaskStatus.AWAITING_INTERVENTION,
     EventKind.INTERVENTION_RESOLVED: TaskStatus.PENDING,
     EventKind.CANCEL_REQUESTED: TaskStatus.IN_PROGRESS,
@@ -195,6 +204,17 @@ class TaskState:
     wake_at: float | None = None
     last_seq: int = -1
     budget_grants: set[int] = field(default_factory=set)
+    approvals: dict[str, Approval] = field(default_factory=dict)
+    approval_of_step: dict[int, str] = field(default_factory=dict)
+    queued_for_approval: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def approval_for_step(self, index: int) -> Approval | None:
+        """The current (latest, not superseded) approval request of step ``index``."""
+        rid = self.approval_of_step.get(index)
+        return None if rid is None else self.approvals[rid]
+
+    def open_approvals(self) -> list[Approval]:
+        return [a for a in self.approvals.values() if a.open]
 
     @property
     def result(self) -> Any:
@@ -239,6 +259,7 @@ def apply(state: TaskState, event: Event) -> TaskState:
             inputs_json=event.inputs_json,
             agent_reasoning=event.agent_reasoning,
             started_at=event.timestamp,
+            inputs_refreshed=bool(event.data and event.data.get("edited")),
         )
     elif kind is EventKind.STEP_COMPLETED:
         step = steps[event.step_index]  # type: ignore[index]
@@ -277,6 +298,32 @@ def apply(state: TaskState, event: Event) -> TaskState:
             state.status = TaskStatus.IN_PROGRESS
     elif kind is EventKind.TIMER_SET:
         state.wake_at = float((event.data or {})["due"])
+    elif kind is EventKind.APPROVAL_REQUESTED:
+        request = ApprovalRequest.from_dict(event.data or {})
+        previous = state.approval_of_step.get(request.step_index)
+        if previous is not None and previous in state.approvals:
+            state.approvals[previous].superseded_by = request.request_id
+        state.approvals[request.request_id] = Approval(request)
+        state.approval_of_step[request.step_index] = request.request_id
+        state.queued_for_approval.pop(request.step_index, None)
+        state.status = TaskStatus.AWAITING_APPROVAL
+    elif kind is EventKind.APPROVAL_QUEUED:
+        assert event.step_index is not None
+        first = state.queued_for_approval.get(event.step_index)
+        data = dict(event.data or {})
+        data["queued_at"] = first["queued_at"] if first else event.timestamp
+        state.queued_for_approval[event.step_index] = data
+        state.status = TaskStatus.AWAITING_APPROVAL
+    elif kind is EventKind.APPROVAL_REMINDED:
+        rid = str((event.data or {})["request_id"])
+        state.approvals[rid].reminded_at = event.timestamp
+    elif kind is EventKind.APPROVAL_DECIDED:
+        decision = Decision.from_dict(
+            {**(event.data or {}), "by": event.actor, "at": event.timestamp}
+        )
+        approval = state.approvals[decision.request_id]
+        approval.decisions.append(decision)
+        state.status = TaskStatus.AWAITING_APPROVAL if approval.open else TaskStatus.PENDING
     elif kind is EventKind.INTERVENTION_RAISED:
         data = dict(event.data or {})
         iid = str(data.pop("intervention_id"))

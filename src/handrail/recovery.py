@@ -245,18 +245,26 @@ def refresh(
         kwargs={k: v for k, v in plan.kwargs.items() if k != "idempotency_key"},
         idempotency_key=idempotency_key(ctx.task_id, plan.index),
     )
-    args, kwargs = _rebind(tool, call, tool.refresh(call, exc))
+    args, kwargs = rebind(tool, call.args, call.kwargs, tool.refresh(call, exc))
     inputs_json = serde.dumps(
         {"args": args, "kwargs": kwargs}, what="refreshed input", step=tool.name
     )
     return args, kwargs, inputs_json
 
 
-def _rebind(tool: Tool, call: ToolCall, updates: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The call's arguments with a refresh hook's ``{param: value}`` updates applied."""
+def rebind(
+    tool: Tool,
+    call_args: tuple[Any, ...],
+    call_kwargs: dict[str, Any],
+    updates: Any,
+    *,
+    source: str = "the refresh hook",
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The call's arguments with ``{param: value}`` updates applied (a refresh hook's new
+    inputs, an approver's edit), each passed the way the call passed it."""
     if not isinstance(updates, dict):
         raise TypeError(
-            f"the refresh hook of tool {tool.name!r} must return a dict of parameter values, "
+            f"{source} of tool {tool.name!r} must return a dict of parameter values, "
             f"not {type(updates).__name__}"
         )
     params = inspect.signature(tool.fn).parameters
@@ -265,8 +273,8 @@ def _rebind(tool: Tool, call: ToolCall, updates: Any) -> tuple[tuple[Any, ...], 
         p.name
         for p in params.values()
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ][: len(call.args)]
-    args, kwargs = list(call.args), dict(call.kwargs)
+    ][: len(call_args)]
+    args, kwargs = list(call_args), dict(call_kwargs)
     for name, value in updates.items():
         if name in positional:  # passed by position: stays positional
             args[positional.index(name)] = value
@@ -274,7 +282,6 @@ def _rebind(tool: Tool, call: ToolCall, updates: Any) -> tuple[tuple[Any, ...], 
             kwargs[name] = value
         else:
             raise TypeError(
-                f"the refresh hook of tool {tool.name!r} returned {name!r}, which the tool "
-                "does not take"
+                f"{source} of tool {tool.name!r} names {name!r}, which it does not take"
             )
     return tuple(args), kwargs

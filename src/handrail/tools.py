@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
+from handrail.approvals import ApprovalPolicy, check_tool_policy, coerce_policy
 from handrail.controls import CircuitBreaker, RateLimit
 from handrail.errors import ConfigurationError
 from handrail.failures import RetryPolicy, Rule
@@ -91,6 +92,8 @@ class Tool:
     rate_limit: RateLimit | None = None
     task_rate_limit: RateLimit | None = None
     max_calls_per_task: int | None = None
+    approval: ApprovalPolicy | None = None
+    expected_outcome: str | None = None
 
     @property
     def safe_to_rerun(self) -> bool:
@@ -129,6 +132,8 @@ def make_tool(
     rate_limit: RateLimit | None = None,
     task_rate_limit: RateLimit | None = None,
     max_calls_per_task: int | None = None,
+    approval: ApprovalPolicy | str | Callable[..., bool] | None = None,
+    expected_outcome: str | None = None,
 ) -> Tool:
     """Check the metadata against the function and build the :class:`Tool`."""
     tool_name = name or default_name(fn)
@@ -157,8 +162,8 @@ def make_tool(
         raise ConfigurationError(f"tool {tool_name!r}: retry must be a handrail.RetryPolicy")
     if max_calls_per_task is not None and max_calls_per_task < 1:
         raise ConfigurationError(f"tool {tool_name!r}: max_calls_per_task must be >= 1")
-    if max_calls_per_task is not None and max_calls_per_task < 1:
-        raise ConfigurationError(f"tool {tool_name!r}: max_calls_per_task must be >= 1")
+    policy = coerce_policy(approval)
+    check_tool_policy(tool_name, rev.value, policy)
     rules: tuple[Rule, ...] = (
         () if classify is None else (classify,) if callable(classify) else tuple(classify)
     )
@@ -180,4 +185,6 @@ def make_tool(
         rate_limit=rate_limit,
         task_rate_limit=task_rate_limit,
         max_calls_per_task=max_calls_per_task,
+        approval=policy,
+        expected_outcome=expected_outcome,
     )

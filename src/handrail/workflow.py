@@ -43,6 +43,7 @@ class Workflow:
     is_async: bool = False
     signature: inspect.Signature | None = None
     max_steps: int | None = None
+    agent: str | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -68,6 +69,7 @@ def make_workflow(
     queue: str,
     max_execution_time: float | None,
     max_steps: int | None = None,
+    agent: str | None = None,
 ) -> Workflow:
     from handrail.tools import default_name
 
@@ -95,6 +97,7 @@ def make_workflow(
         is_async=inspect.iscoroutinefunction(fn),
         signature=signature,
         max_steps=max_steps,
+        agent=agent,
     )
 
 
@@ -115,6 +118,7 @@ def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) ->
         retry_policy=app.retry_policy,
         circuits=app.circuits,
         circuit_breaker=app.circuit_breaker,
+        gate_settings=app.gate_settings,
     )
     token = _CURRENT.set(ctx)
     try:
@@ -132,6 +136,7 @@ def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) ->
             )
             return TaskStatus.FAILED
         ctx.max_steps = workflow.max_steps
+        ctx.agent = workflow.agent or workflow.name
         inputs = serde.loads(state.inputs_json) or {}
         args, kwargs = inputs.get("args", []), inputs.get("kwargs", {})
         try:
