@@ -65,3 +65,20 @@ def charge(ctx: TaskContext, ledger: str, account: str, amount: int) -> dict[str
 def flaky(ctx: TaskContext, marker: str) -> str:
     ctx.reason("Proceed only once the marker file exists.")
     return str(check_marker(marker))
+
+
+@app.tool(
+    reversibility="irreversible",
+    describe="Send the quarterly report to {recipient}",
+    expected_outcome="{recipient} receives the report; it cannot be unsent",
+)
+def send_report(ledger: str, recipient: str) -> str:
+    with open(ledger, "a", encoding="utf-8") as f:
+        f.write(f"sent to {recipient}\n")
+    return f"sent to {recipient}"
+
+
+@app.workflow(agent="report-bot")
+def report(ctx: TaskContext, ledger: str, recipient: str) -> str:
+    ctx.reason(f"The quarter closed; {recipient} gets the report.")
+    return str(send_report(ledger, recipient))

@@ -44,10 +44,14 @@ class CLI:
         env.pop("CLIAPP_CRASH_IN", None)
         principals = tmp_path / "principals.toml"
         self.tokens = {
-            name: add_principal(principals, name, ["operator"])
+            name: add_principal(
+                principals, name, ["operator", "approver"] if name == "alice" else ["operator"]
+            )
             for name in ("alice", "bob", "carol", "dave", "a")
         }
         self.tokens["eve"] = add_principal(principals, "eve", ["auditor"])
+        self.tokens["dana"] = add_principal(principals, "dana", ["approver"])
+
         env["HANDRAIL_PRINCIPALS"] = str(principals)
         self.env = env
 
@@ -369,6 +373,11 @@ def test_help_for_every_command(cli: CLI) -> None:
         ("interventions",),
         ("interventions", "list"),
         ("interventions", "resolve"),
+        ("approvals",),
+        ("approvals", "list"),
+        ("approvals", "show"),
+        ("approvals", "approve"),
+        ("approvals", "deny"),
         ("worker",),
         ("demo",),
         ("halt",),
@@ -384,6 +393,7 @@ def test_help_for_every_command(cli: CLI) -> None:
     for name in (
         "tasks",
         "interventions",
+        "approvals",
         "worker",
         "demo",
         "halt",
@@ -534,3 +544,72 @@ def test_app_from_the_environment(cli: CLI) -> None:
         HANDRAIL_TOKEN=cli.tokens["alice"],
     ).stdout
     assert "started task" in out
+
+
+def test_approvals_from_the_command_line(cli: CLI) -> None:
+    ledger = cli.dir / "reports.txt"
+    with cli.worker():
+        task_id = cli.start("report", "--arg", f"ledger={ledger}", "--arg", "recipient=cfo")
+        cli.wait_status(task_id, "awaiting_approval")
+        assert not ledger.exists()
+        listed = cli.run("approvals", "list").stdout
+        assert "Send the quarterly report to cfo" in listed
+        (item,) = cli.json("approvals", "list")
+        rid = item["request_id"]
+        shown = cli.run("approvals", "show", rid).stdout
+        for text in (
+            "report-bot",
+            "Send the quarterly report to cfo",
+            '"recipient": "cfo"',
+            "The quarter closed; cfo gets the report.",
+            "cfo receives the report; it cannot be unsent",
+            "irreversible",
+            "3600 s",
+            "Context summary",
+            "No previous steps",
+            item["digest"],
+        ):
+            assert text in shown, text
+        # identity comes from configuration, never assumed
+        anonymous = cli.run("approvals", "approve", rid, code=2).stderr
+        assert "--as NAME" in anonymous
+        no_role = cli.run("--as", "bob", "approvals", "approve", rid, code=1).stderr
+        assert "needs the 'approver' role" in no_role
+        stale = cli.run(
+            "--as", "dana", "approvals", "approve", rid, "--digest", "sha256:00", code=1
+        ).stderr
+        assert "digest" in stale
+        out = cli.run(
+            "--as", "dana", "approvals", "approve", rid, "--digest", item["digest"],
+            "--comment", "numbers checked",
+        ).stdout  # fmt: skip
+        assert f"approval {rid} approved by dana" in out
+        assert cli.wait_status(task_id, "completed") == "completed"
+    assert ledger.read_text() == "sent to cfo\n"
+    timeline = cli.run("tasks", "show", task_id).stdout
+    assert "approved by dana" in timeline
+    assert "numbers checked" in timeline
+    again = cli.run("--as", "dana", "approvals", "deny", rid, code=1).stderr
+    assert "approved already" in again
+
+
+def test_the_initiator_cannot_approve_from_the_command_line(cli: CLI) -> None:
+    ledger = cli.dir / "reports.txt"
+    task_id = cli.start("report", "--arg", f"ledger={ledger}", "--arg", "recipient=cfo")
+    with cli.worker():
+        cli.wait_status(task_id, "awaiting_approval")
+    (item,) = cli.json("approvals", "list")
+    out = cli.run(
+        "--as", "alice", "approvals", "approve", item["request_id"], code=1,
+        HANDRAIL_TOKEN=cli.tokens["alice"],
+    ).stderr  # fmt: skip
+    assert "separation of duties" in out
+    denied = cli.run(
+        "--as", "dana", "approvals", "deny", item["request_id"], "--comment", "not this quarter"
+    ).stdout
+    assert "denied by dana" in denied
+    with cli.worker():
+        assert cli.wait_status(task_id, "failed") == "failed"
+    shown = cli.run("tasks", "show", task_id).stdout
+    assert "not this quarter" in shown
+    assert not ledger.exists()

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from handrail.approvals import Approval
 from handrail.journal import Event, Intervention, StepState
 from handrail.ops import TaskView
 from handrail.store.base import TaskRecord
@@ -47,6 +48,16 @@ def intervention(item: Intervention) -> dict[str, Any]:
     return {**dataclasses.asdict(item), "open": item.open}
 
 
+def approval(item: Approval) -> dict[str, Any]:
+    return {
+        **item.request.to_dict(),
+        "status": item.status,
+        "decisions": [d.to_dict() for d in item.decisions],
+        "superseded_by": item.superseded_by,
+        "reminded_at": item.reminded_at,
+    }
+
+
 def _step(step: StepState) -> dict[str, Any]:
     fields = dataclasses.asdict(step)
     fields["inputs"] = _parsed(fields.pop("inputs_json"))
@@ -64,6 +75,7 @@ def task_view(view: TaskView) -> dict[str, Any]:
         "error": state.error,
         "steps": [_step(s) for _, s in sorted(state.steps.items())],
         "interventions": [intervention(i) for i in state.interventions.values()],
+        "approvals": [approval(a) for a in state.approvals.values()],
         "events": [event(e) for e in view.events],
         "context_summary": state.context_summary(),
     }

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from handrail.cli import demo, halts, interventions, principals, tasks, worker
+from handrail.cli import approvals, demo, halts, interventions, principals, tasks, worker
 from handrail.cli.runtime import Runtime
 from handrail.errors import HandrailError
 
@@ -90,6 +90,7 @@ def cli(
 
 cli.add_command(tasks.tasks)
 cli.add_command(interventions.interventions)
+cli.add_command(approvals.approvals)
 cli.add_command(worker.worker)
 cli.add_command(demo.demo)
 cli.add_command(halts.halt)

@@ -13,9 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from handrail.approvals import Approval
 from handrail.journal import Event, EventKind, Intervention, TaskStatus
 from handrail.ops import TaskView
 from handrail.store.base import TaskRecord
@@ -119,6 +121,28 @@ def event_detail(event: Event) -> str:
     if kind is EventKind.TIMER_SET:
         due = data.get("due")
         return f"due {when(float(due))}" if due is not None else ""
+    if kind is EventKind.APPROVAL_REQUESTED:
+        deadline = data.get("expires_at")
+        due = f"; decides itself {when(float(deadline))}" if deadline is not None else ""
+        return excerpt(
+            f"approval {data.get('request_id', '?')}: {data.get('proposed_action', '')} "
+            f"[{data.get('reversibility', '?')}]{due}"
+        )
+    if kind is EventKind.APPROVAL_DECIDED:
+        how = data.get("decision", "?")
+        why = f" ({data['reason']})" if data.get("reason") else ""
+        comment = f": {data['comment']}" if data.get("comment") else ""
+        edited = " with edited parameters" if data.get("edited_parameters") else ""
+        return excerpt(
+            f"approval {data.get('request_id', '?')} {how} by {event.actor}{edited}{why}{comment}"
+        )
+    if kind is EventKind.APPROVAL_QUEUED:
+        return excerpt(
+            f"approver group {data.get('group', '?')} has {data.get('pending', '?')} pending "
+            f"(cap {data.get('cap', '?')}); queued"
+        )
+    if kind is EventKind.APPROVAL_REMINDED:
+        return f"approvers reminded of {data.get('request_id', '?')}"
     if kind is EventKind.INTERVENTION_RAISED:
         return excerpt(
             f"intervention {data.get('intervention_id', '?')} ({data.get('kind', '?')}): "
@@ -221,6 +245,98 @@ def interventions_table(items: Sequence[Intervention], *, title: str | None = No
     return table
 
 
+def _approval_state(item: Approval) -> Text:
+    status = item.status
+    if status == "pending":
+        got = len(item.approvers_approving())
+        extra = f" ({got}/{item.request.quorum})" if item.request.quorum > 1 else ""
+        return Text(f"pending{extra}", style="bold magenta")
+    last = item.denial if status == "denied" else (item.decisions[-1] if item.decisions else None)
+    by = f" by {last.by}" if last is not None else ""
+    return Text(f"{status}{by}", style="dim")
+
+
+def approvals_table(items: Sequence[Approval], *, now: float) -> Table:
+    """Approval requests: what is asked, of whom, and until when."""
+    table = Table(title=f"Approval requests ({len(items)})", title_justify="left")
+    table.add_column("request id", no_wrap=True)
+    table.add_column("proposed action", ratio=3)
+    table.add_column("reversibility")
+    table.add_column("approvers")
+    table.add_column("deadline")
+    table.add_column("state")
+    for item in items:
+        request = item.request
+        deadline = "-"
+        if request.expires_at is not None:
+            deadline = f"{request.deadline_action or 'denied'} {when(request.expires_at)}"
+        table.add_row(
+            Text(request.request_id),
+            Text(request.proposed_action),
+            Text(request.reversibility),
+            Text(", ".join(request.approvers) or "any approver"),
+            Text(deadline),
+            _approval_state(item),
+        )
+    return table
+
+
+def approval_view(item: Approval, *, now: float) -> RenderableType:
+    """Every field of one request, the task's context summary and the decisions."""
+    request = item.request
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:g} s"
+
+    rows = [
+        ("request id", request.request_id),
+        ("task id", request.task_id),
+        ("status", item.status),
+        ("requesting agent", request.requesting_agent),
+        ("started by", request.initiator or "-"),
+        ("proposed action", request.proposed_action),
+        ("tool", f"{request.tool} (step {request.step_index})"),
+        ("parameters", json.dumps(request.action_parameters, ensure_ascii=False, indent=1)),
+        ("agent reasoning", request.agent_reasoning or "-"),
+        ("expected outcome", request.expected_outcome),
+        ("reversibility", request.reversibility),
+        ("auto-approve after", seconds(request.auto_approve_after)),
+        ("auto-deny after", seconds(request.auto_deny_after)),
+        ("created", when(request.created_at)),
+        (
+            "expires",
+            "never" if request.expires_at is None
+            else f"{when(request.expires_at)} ({request.deadline_action or 'denied'})",
+        ),
+        ("approvers", ", ".join(request.approvers) or "any approver"),
+        ("quorum", str(request.quorum)),
+        ("group", request.group),
+        ("digest", request.digest),
+    ]  # fmt: skip
+    if request.supersedes:
+        rows.append(("supersedes", request.supersedes))
+    for label, value in rows:
+        table.add_row(label, Text(value))
+    decided = Table(title="Decisions", title_justify="left")
+    decided.add_column("when")
+    decided.add_column("who")
+    decided.add_column("decision")
+    decided.add_column("comment / reason", ratio=2)
+    for d in item.decisions:
+        note = d.comment or d.reason or ""
+        if d.edited_digest:
+            note = f"edited to {d.edited_digest}; {note}".rstrip("; ")
+        decided.add_row(when(d.at), d.by, d.decision, Text(note))
+    summary = Panel(Text(request.context_summary), title="Context summary", title_align="left")
+    parts: list[RenderableType] = [table, summary]
+    if item.decisions:
+        parts.append(decided)
+    return Group(*parts)
+
+
 # -- one task ---------------------------------------------------------------------------
 
 
@@ -252,6 +368,11 @@ def next_step_hint(view: TaskView, now: float) -> str | None:
             "resolve it: handrail --as NAME interventions resolve "
             f"{first} --action mark_done|retry|fail"
         )
+    if record.status is TaskStatus.AWAITING_APPROVAL:
+        ids = [a.request_id for a in view.state.open_approvals()]
+        if ids:
+            return f"decide it: handrail approvals show {ids[0]}, then approve or deny it"
+        return "its gated call is queued behind other requests (approver group at its cap)"
     if record.status is TaskStatus.FAILED:
         return f"run it again from the failed step: handrail --as NAME tasks resume {tid}"
     if record.status is TaskStatus.IN_PROGRESS and not record.leased(now):
