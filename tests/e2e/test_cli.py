@@ -420,10 +420,20 @@ def test_demo(cli: CLI) -> None:
         "(expected_version 1 -> 2)",
         "killed by SIGKILL",
         "step 5 update_renewal_date: intent recorded, no result -> in doubt",
-        # the restarted worker: the in-doubt step re-run, then a permission failure
+        # the low-risk CRM update is auto-approved at its deadline
+        "step 5 update_renewal_date asks for approval renewal-C-1042/",
+        "approved by timer:auto_approve_after at",
+        # the restarted worker: the in-doubt step re-run, then the irreversible notice waits
         "Restart the worker with the same id",
         "step 5 update_renewal_date attempt 3: in doubt after a crash; safe to re-run "
         "(idempotency key)",
+        "step 9 send_renewal_notice asks for approval renewal-C-1042/",
+        "task renewal-C-1042 is awaiting_approval; the outbox holds 0 notices",
+        # the approver, by name; then the notice is sent and a permission failure follows
+        "expected outcome",
+        "handrail --as dana approvals approve renewal-C-1042/",
+        "approved by dana at",
+        "outbox: sent msg-0001",
         "step 11 log_crm_activity attempt 1 failed: Forbidden (HTTP 403), class permission "
         "-> raise an intervention for a human",
         "task renewal-C-1042 is awaiting_intervention",
@@ -436,17 +446,19 @@ def test_demo(cli: CLI) -> None:
         "task renewal-C-1042 is completed",
         "Timeline",
         "step_failed",
+        "approval_decided",
         "intervention_resolved",
         # the stories, read back from the journal and the systems' files
         "transient failure, retried after a durable back-off",
         "the vendor status service answered: 503, 200",
         "stale-data conflict, inputs refreshed",
         "attempt 2 is journaled with the refreshed inputs: expected_version 1 -> 2",
+        "approval gates: a low-risk call auto-approved, an irreversible one by a human",
         "SIGKILL mid-step, resumed without repeating an effect",
         "3 attempts with one key: the CRM saw conflict (version 1), applied (version 2), "
         "duplicate (version 2); the re-run used the journaled refreshed inputs",
         "permission failure, raised to a human and resolved",
-        "resolved 'retry' by dana (CRM admin) at",
+        "resolved 'retry' by dana at",
         "the CRM answered: 403, logged",
         "CRM updates: 1 (duplicates ignored: 1, version conflicts: 1), notices sent: 1, "
         "CRM activities logged: 1",

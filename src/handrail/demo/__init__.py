@@ -1,5 +1,6 @@
 """The `handrail demo`: a contract-renewal agent meets a flaky service, a concurrent edit,
-a missing permission and a SIGKILL, on a fresh store, and is checked.
+approval gates (one auto-approved at its deadline, one approved by a named human), a
+missing permission and a SIGKILL, on a fresh store, and is checked.
 
 - :mod:`handrail.demo.contract_renewal`: the App (tools and workflow);
 - :mod:`handrail.demo.planner`: the scripted planner that stands in for an LLM;

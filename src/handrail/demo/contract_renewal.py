@@ -16,6 +16,13 @@ send_renewal_notice       irreversible e-mail                   wait for a human
 log_crm_activity          reversible CRM note, not idempotent   wait for a human
 ========================  ====================================  ==========================
 
+Two calls are gated by an approval before they run:
+
+- ``update_renewal_date`` (partially reversible, low risk): every call asks, and the
+  request approves itself at its deadline (``auto_approve_after``) if nobody answers;
+- ``send_renewal_notice`` (irreversible): it waits for :data:`APPROVER` to approve it by
+  name; handrail never auto-approves it (unanswered for an hour, it is denied).
+
 How their failures are handled (the systems script one of each):
 
 - ``check_vendor_status``: a 503 with ``Retry-After`` is *transient*: retried after a
@@ -37,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from handrail import App, RetryPolicy, TaskContext, ToolCall
+from handrail import App, ApprovalPolicy, RetryPolicy, TaskContext, ToolCall
 from handrail.demo.planner import History, next_action
 from handrail.demo.systems import Log, Systems
 
@@ -50,6 +57,29 @@ MAX_DECISIONS = 20
 DEMO_RETRY = RetryPolicy(max_attempts=3, initial_delay=0.1, multiplier=2.0, jitter=False)
 # A back-off due within this many seconds is waited for in the driving thread.
 MAX_INLINE_WAIT = 2.0
+
+APPROVER = "dana"
+"""The principal who approves the renewal notice (and resolves the intervention): a name
+the CLI's principals file accepts, as in ``handrail --as dana approvals approve``."""
+APPROVER_ROLE = "CRM admin"
+
+# The low-risk CRM update approves itself this long after it asks, if nobody answers.
+# Short so the demo stays fast (the worker waits for it inline, within MAX_INLINE_WAIT);
+# production would give a human minutes to look first.
+AUTO_APPROVE_AFTER = 0.3
+
+UPDATE_APPROVAL = ApprovalPolicy(
+    require="always",
+    auto_approve_after=AUTO_APPROVE_AFTER,
+    auto_deny_after=None,
+    expected_outcome=(
+        "the CRM shows contract {contract_id} ending {new_end_date}; the old date can be "
+        "written back, but the change stays in the CRM's history"
+    ),
+)
+# Irreversible: handrail refuses auto_approve_after here. Unanswered, the request is
+# denied after the default auto_deny_after (an hour).
+NOTICE_APPROVAL = ApprovalPolicy(approvers=(APPROVER,))
 
 
 def build_app(
@@ -112,6 +142,7 @@ def build_app(
         retry=DEMO_RETRY,
         refresh=reread_version,
         reversibility="partially_reversible",
+        approval=UPDATE_APPROVAL,
         describe="Set the end date of contract {contract_id} to {new_end_date} in the CRM",
         data_modified=["crm.contracts.end_date"],
     )
@@ -146,6 +177,8 @@ def build_app(
     @app.tool(
         name="send_renewal_notice",
         reversibility="irreversible",
+        approval=NOTICE_APPROVAL,
+        expected_outcome="{to} receives the renewal notice; an e-mail cannot be unsent",
         describe="E-mail the renewal notice to {to}",
         data_accessed=["crm.contacts"],
     )

@@ -6,6 +6,11 @@ of order reports a problem, and any problem fails the verdict.
 
 - transient: ``check_vendor_status`` failed with a 503, was retried after a back-off
   journaled as a due time (no sooner than the service's ``Retry-After``), and succeeded;
+- approvals: ``update_renewal_date`` (low risk) asked, and its request was approved by the
+  ``auto_approve_after`` timer, no sooner than its deadline and before the step's intent;
+  ``send_renewal_notice`` (irreversible) waited until the named approver (not the task's
+  initiator, not a timer) approved the digest it was shown, ran after that decision, and
+  the notice was sent exactly once;
 - stale data: ``update_renewal_date`` hit a version conflict, its ``refresh`` hook re-read
   the version, and the retry with the refreshed inputs (journaled) and the same
   idempotency key succeeded without overwriting the colleague's edit;
@@ -22,8 +27,9 @@ import json
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from handrail.approvals import AUTO_APPROVE_TIMER, is_machine
 from handrail.cli.render import clock_time
-from handrail.demo.contract_renewal import DEMO_RETRY
+from handrail.demo.contract_renewal import AUTO_APPROVE_AFTER, DEMO_RETRY
 from handrail.demo.evidence import (
     attempt_of,
     attempts,
@@ -37,6 +43,7 @@ from handrail.journal import Event, EventKind, TaskStatus
 
 VENDOR_TOOL = "check_vendor_status"
 UPDATE_TOOL = "update_renewal_date"
+NOTICE_TOOL = "send_renewal_notice"
 ACTIVITY_TOOL = "log_crm_activity"
 CRASH_TOOL = UPDATE_TOOL
 
@@ -50,6 +57,8 @@ class Outcome:
     killed: bool = False
     in_doubt_after_crash: list[str] = field(default_factory=list)
     status_after_resume: TaskStatus | None = None
+    notices_while_waiting: int | None = None
+    status_after_approval: TaskStatus | None = None
     final_status: TaskStatus | None = None
 
 
@@ -142,6 +151,151 @@ def transient(events: list[Event], systems: Systems) -> Story:
     story.expect(answers == ["503", "200"], f"the vendor service answered {answers}, not 503, 200")
     story.facts.append(f"the vendor status service answered: {', '.join(answers)}")
     return story
+
+
+def approvals(events: list[Event], systems: Systems, outcome: Outcome, approver: str) -> Story:
+    story = Story("approval gates: a low-risk call auto-approved, an irreversible one by a human")
+    _auto_approved(story, events)
+    _approved_by(story, events, systems, outcome, approver)
+    return story
+
+
+def _gate(story: Story, events: list[Event], tool: str) -> tuple[Event, list[Event]] | None:
+    """``tool``'s one approval request and the decisions on it."""
+    asked = [e for e in events if e.kind is EventKind.APPROVAL_REQUESTED and e.step_name == tool]
+    if not story.expect(len(asked) == 1, f"{tool} asked for approval {len(asked)} times, not once"):
+        return None
+    rid = (asked[0].data or {}).get("request_id")
+    decided = [
+        e
+        for e in events
+        if e.kind is EventKind.APPROVAL_DECIDED and (e.data or {}).get("request_id") == rid
+    ]
+    if not story.expect(
+        len(decided) == 1, f"approval {rid} ({tool}) has {len(decided)} decisions, not 1"
+    ):
+        return None
+    return asked[0], decided
+
+
+def _intent_after(story: Story, events: list[Event], tool: str, decided: Event) -> Event | None:
+    """The step's intent (its first STEP_STARTED), which must follow the decision and name it."""
+    started = story.found(
+        first(step_events(events, tool), EventKind.STEP_STARTED), f"{tool} never started"
+    )
+    if started is None:
+        return None
+    rid = (decided.data or {}).get("request_id")
+    story.expect(
+        started.seq > decided.seq and started.timestamp >= decided.timestamp,
+        f"{tool}'s intent (seq {started.seq}) came before its approval (seq {decided.seq})",
+    )
+    story.expect(
+        (started.data or {}).get("approval") == rid,
+        f"{tool}'s intent does not name approval {rid}",
+    )
+    return started
+
+
+def _auto_approved(story: Story, events: list[Event]) -> None:
+    gate = _gate(story, events, UPDATE_TOOL)
+    if gate is None:
+        return
+    asked, (decided,) = gate
+    request, data = asked.data or {}, decided.data or {}
+    rid, deadline = request.get("request_id"), request.get("expires_at")
+    story.expect(
+        request.get("reversibility") != "irreversible"
+        and request.get("auto_approve_after") == AUTO_APPROVE_AFTER
+        and deadline is not None,
+        f"approval {rid} is not a low-risk request that approves itself after "
+        f"{AUTO_APPROVE_AFTER}s: {request.get('reversibility')}, auto_approve_after "
+        f"{request.get('auto_approve_after')}",
+    )
+    story.expect(
+        decided.actor == AUTO_APPROVE_TIMER and data.get("decision") == "approved",
+        f"approval {rid} was {data.get('decision')} by {decided.actor}, not approved by "
+        f"{AUTO_APPROVE_TIMER}",
+    )
+    on_time = deadline is not None and decided.timestamp >= float(deadline)
+    story.expect(on_time, f"approval {rid} was auto-approved before its deadline")
+    started = _intent_after(story, events, UPDATE_TOOL, decided)
+    if deadline is not None:
+        story.facts.append(
+            f"{UPDATE_TOOL} ({request.get('reversibility')}) asked at "
+            f"{clock_time(asked.timestamp)} (approval {rid}); nobody answered; approved by "
+            f"{decided.actor} at {clock_time(decided.timestamp)}, "
+            + ("not before" if on_time else "BEFORE")
+            + f" its deadline {clock_time(float(deadline))} "
+            f"(+{float(deadline) - asked.timestamp:.2f}s)"
+            + (
+                f"; the step's intent was journaled {_relative(started, decided)} it, at "
+                f"{clock_time(started.timestamp)}"
+                if started
+                else ""
+            )
+        )
+
+
+def _approved_by(
+    story: Story, events: list[Event], systems: Systems, outcome: Outcome, approver: str
+) -> None:
+    gate = _gate(story, events, NOTICE_TOOL)
+    if gate is None:
+        return
+    asked, (decided,) = gate
+    request, data = asked.data or {}, decided.data or {}
+    rid = request.get("request_id")
+    story.expect(
+        request.get("reversibility") == "irreversible"
+        and request.get("auto_approve_after") is None
+        and request.get("approvers") == [approver],
+        f"approval {rid} is not an irreversible request for {approver} alone without "
+        f"auto-approval: {request.get('reversibility')}, approvers {request.get('approvers')}, "
+        f"auto_approve_after {request.get('auto_approve_after')}",
+    )
+    waited = outcome.status_after_resume
+    story.expect(
+        waited is TaskStatus.AWAITING_APPROVAL and outcome.notices_while_waiting == 0,
+        f"while the request was open the task was {waited.value if waited else '?'} and the "
+        f"outbox held {outcome.notices_while_waiting} notices, not awaiting_approval and 0",
+    )
+    story.facts.append(
+        f"{NOTICE_TOOL} ({request.get('reversibility')}) asked at {clock_time(asked.timestamp)} "
+        f"(approval {rid}, approvers: {', '.join(request.get('approvers') or [])}); the task "
+        f"waited ({waited.value if waited else '?'}) with {outcome.notices_while_waiting} "
+        "notices in the outbox"
+    )
+    who = decided.actor or ""
+    story.expect(
+        who == approver and data.get("decision") == "approved",
+        f"approval {rid} was {data.get('decision')} by {who!r}, not approved by {approver!r}",
+    )
+    story.expect(
+        who != request.get("initiator") and not is_machine(who),
+        f"approval {rid} was decided by {who!r}: the initiator or a machine",
+    )
+    story.expect(
+        data.get("digest") == request.get("digest"),
+        f"{who} approved digest {data.get('digest')}, not the request's {request.get('digest')}",
+    )
+    comment = f" ({data['comment']})" if data.get("comment") else ""
+    story.facts.append(
+        f"approved by {who} at {clock_time(decided.timestamp)}{comment}, for the request's "
+        f"digest {str(request.get('digest'))[:19]}…"
+    )
+    started = _intent_after(story, events, NOTICE_TOOL, decided)
+    done = first(step_events(events, NOTICE_TOOL), EventKind.STEP_COMPLETED, after=started)
+    story.expect(done is not None, f"{NOTICE_TOOL} did not complete")
+    sent = systems.counts()["notices_sent"]
+    story.expect(sent == 1, f"the notice was sent {sent} times, not once")
+    if started is not None:
+        story.facts.append(
+            f"the step started at {clock_time(started.timestamp)}, "
+            f"{_relative(started, decided)} the decision"
+            + (f", and completed: {_compact(done.outputs_json)}" if done else "")
+            + f"; the outbox holds {sent} notice{'s' if sent != 1 else ''}"
+        )
 
 
 def stale_data(events: list[Event], systems: Systems, contract_id: str) -> Story:
@@ -273,13 +427,14 @@ def permission(events: list[Event], systems: Systems, outcome: Outcome, operator
         "the intervention lacks its class, tool, error or what is needed",
     )
     story.expect(
-        outcome.status_after_resume is TaskStatus.AWAITING_INTERVENTION,
+        outcome.status_after_approval is TaskStatus.AWAITING_INTERVENTION,
         "the task did not wait for the intervention",
     )
+    waited = outcome.status_after_approval
     story.facts.append(
         f"intervention {iid} raised at {clock_time(raised.timestamp)}: class "
         f"{data.get('failure_class')}, tool {data.get('tool')}; the task waited "
-        f"({outcome.status_after_resume.value if outcome.status_after_resume else '?'})"
+        f"({waited.value if waited else '?'})"
     )
     resolved = story.found(
         next(
@@ -337,6 +492,10 @@ def effects(systems: Systems, outcome: Outcome) -> Story:
     status = outcome.final_status.value if outcome.final_status else "unknown"
     story.expect(outcome.final_status is TaskStatus.COMPLETED, f"the task ended {status}")
     return story
+
+
+def _relative(event: Event, decision: Event) -> str:
+    return "after" if event.seq > decision.seq else "BEFORE"
 
 
 def _compact(outputs_json: str | None) -> str:
