@@ -126,7 +126,7 @@ def test_migrations_yield_the_schema(new_database: Callable[[], str]) -> None:
     for what in _CATALOG:
         assert got[what] == want[what], what
     assert {"handrail_tasks", "handrail_events"} <= {r[0] for r in got["relations"]}
-    assert len(got["triggers"]) == 2
+    assert len([t for t in got["triggers"] if t[0] == "handrail_events"]) == 2
     with psycopg.connect(migrated) as conn:
         versions = conn.execute("SELECT version FROM handrail_migrations ORDER BY 1").fetchall()
     assert versions == [(m.version,) for m in load_migrations("handrail.store.postgres")]

@@ -46,6 +46,7 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import re
 import struct
 import threading
 from typing import TYPE_CHECKING, Final, Protocol
@@ -72,6 +73,7 @@ __all__ = [
     "SQLiteKeyStore",
     "SealedPayload",
     "Tombstone",
+    "check_key_id",
     "commitment",
     "envelope_key_id",
     "new_salt",
@@ -202,7 +204,8 @@ class KeyStore(Protocol):
         """The tombstone of a destroyed key id, or None."""
 
 
-def _check_key_id(key_id: str) -> None:
+def check_key_id(key_id: str) -> None:
+    """Raise :class:`PayloadError` unless ``key_id`` is a usable key id."""
     if not isinstance(key_id, str) or not key_id or len(key_id.encode("utf-8")) > 0xFFFF:
         raise PayloadError(f"a key id is a non-empty string of at most 65535 bytes: {key_id!r}")
 
@@ -217,7 +220,7 @@ class MemoryKeyStore:
         self._tombstones: dict[str, Tombstone] = {}
 
     def get_or_create(self, key_id: str) -> bytes:
-        _check_key_id(key_id)
+        check_key_id(key_id)
         with self._lock:
             if key_id in self._tombstones:
                 raise PayloadErased(key_id, self._tombstones[key_id])
@@ -228,7 +231,7 @@ class MemoryKeyStore:
             return self._keys.get(key_id)
 
     def destroy(self, key_id: str, *, by: str, reason: str | None = None) -> bool:
-        _check_key_id(key_id)
+        check_key_id(key_id)
         with self._lock:
             existed = self._keys.pop(key_id, None) is not None
             if key_id not in self._tombstones:
@@ -245,18 +248,19 @@ class MemoryKeyStore:
 
 
 _SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS handrail_data_keys (
+CREATE TABLE IF NOT EXISTS {prefix}data_keys (
     key_id      TEXT PRIMARY KEY,
     key         BLOB NOT NULL,
     created_at  REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS handrail_key_tombstones (
+CREATE TABLE IF NOT EXISTS {prefix}key_tombstones (
     key_id        TEXT PRIMARY KEY,
     destroyed_at  REAL NOT NULL,
     destroyed_by  TEXT NOT NULL,
     reason        TEXT
 );
 """
+_PREFIX: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class SQLiteKeyStore:
@@ -268,20 +272,50 @@ class SQLiteKeyStore:
     overwritten in the database file; in WAL mode the log is checkpointed and truncated
     after each destroy. Copies outside SQLite's reach (file-system snapshots, backups of
     this file) are the operator's to expire.
+
+    The tables are ``<table_prefix>data_keys`` and ``<table_prefix>key_tombstones``
+    (created if missing); the audit log's own key store uses the prefix
+    ``handrail_audit_``, whose tables its migration creates.
     """
 
-    def __init__(self, path: str | Path, *, clock: Clock | None = None, timeout: float = 30.0):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        timeout: float = 30.0,
+        table_prefix: str = "handrail_",
+    ):
         import sqlite3
 
+        if not _PREFIX.fullmatch(table_prefix):
+            raise PayloadError(f"a table prefix is an SQL identifier: {table_prefix!r}")
         self.path = str(path)
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
+        keys, tombs = f"{table_prefix}data_keys", f"{table_prefix}key_tombstones"
+        self._q_tomb = f"SELECT destroyed_at, destroyed_by, reason FROM {tombs} WHERE key_id = ?"
+        self._q_live = (
+            f"SELECT key FROM {keys} WHERE key_id = ? "
+            f"AND NOT EXISTS (SELECT 1 FROM {tombs} WHERE key_id = ?)"
+        )
+        self._q_make = f"INSERT OR IGNORE INTO {keys} (key_id, key, created_at) VALUES (?, ?, ?)"
+        self._q_key = f"SELECT key FROM {keys} WHERE key_id = ?"
+        self._q_delete = f"DELETE FROM {keys} WHERE key_id = ?"
+        self._q_bury = (
+            f"INSERT OR IGNORE INTO {tombs} (key_id, destroyed_at, destroyed_by, reason) "
+            "VALUES (?, ?, ?, ?)"
+        )
         self._conn: sqlite3.Connection = sqlite3.connect(
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute("PRAGMA secure_delete = ON")
-        self._wal = self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn.execute("PRAGMA secure_delete = ON")
+            self._wal = self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+            self._conn.executescript(_SCHEMA.format(prefix=table_prefix))
+        except BaseException:
+            self._conn.close()
+            raise
 
     def close(self) -> None:
         """Close the connection."""
@@ -295,29 +329,25 @@ class SQLiteKeyStore:
         self.close()
 
     def _tombstone_row(self, key_id: str) -> Tombstone | None:
-        row = self._conn.execute(
-            "SELECT destroyed_at, destroyed_by, reason FROM handrail_key_tombstones "
-            "WHERE key_id = ?",
-            (key_id,),
-        ).fetchone()
+        row = self._conn.execute(self._q_tomb, (key_id,)).fetchone()
         return None if row is None else Tombstone(key_id, row[0], row[1], row[2])
 
     def get_or_create(self, key_id: str) -> bytes:
-        _check_key_id(key_id)
+        check_key_id(key_id)
         with self._lock:
+            # The common case, a key that exists, needs no write lock (a destroy deletes
+            # the key and writes its tombstone in one transaction, so a read sees both or
+            # neither).
+            row = self._conn.execute(self._q_live, (key_id, key_id)).fetchone()
+            if row is not None:
+                return bytes(row[0])
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 tomb = self._tombstone_row(key_id)
                 if tomb is not None:
                     raise PayloadErased(key_id, tomb)
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO handrail_data_keys (key_id, key, created_at) "
-                    "VALUES (?, ?, ?)",
-                    (key_id, os.urandom(KEY_BYTES), self._clock.now()),
-                )
-                row = self._conn.execute(
-                    "SELECT key FROM handrail_data_keys WHERE key_id = ?", (key_id,)
-                ).fetchone()
+                self._conn.execute(self._q_make, (key_id, os.urandom(KEY_BYTES), self._clock.now()))
+                row = self._conn.execute(self._q_key, (key_id,)).fetchone()
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -326,24 +356,16 @@ class SQLiteKeyStore:
 
     def get(self, key_id: str) -> bytes | None:
         with self._lock:
-            row = self._conn.execute(
-                "SELECT key FROM handrail_data_keys WHERE key_id = ?", (key_id,)
-            ).fetchone()
+            row = self._conn.execute(self._q_key, (key_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def destroy(self, key_id: str, *, by: str, reason: str | None = None) -> bool:
-        _check_key_id(key_id)
+        check_key_id(key_id)
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                deleted = self._conn.execute(
-                    "DELETE FROM handrail_data_keys WHERE key_id = ?", (key_id,)
-                ).rowcount
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO handrail_key_tombstones "
-                    "(key_id, destroyed_at, destroyed_by, reason) VALUES (?, ?, ?, ?)",
-                    (key_id, self._clock.now(), by, reason),
-                )
+                deleted = self._conn.execute(self._q_delete, (key_id,)).rowcount
+                self._conn.execute(self._q_bury, (key_id, self._clock.now(), by, reason))
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -453,7 +475,7 @@ class PayloadVault:
     def _seal(self, kind: int, key_id: str, plaintext: bytes, aad: bytes) -> bytes:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        _check_key_id(key_id)
+        check_key_id(key_id)
         key = self.keys.get_or_create(key_id)
         header = _header(kind, key_id)
         nonce = os.urandom(_NONCE_BYTES)

@@ -71,3 +71,125 @@ CREATE TABLE handrail_rate_windows (
     window_start REAL NOT NULL,
     calls INTEGER NOT NULL
 );
+
+CREATE TABLE handrail_audit_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL UNIQUE,
+    task_id TEXT,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    compliance_json TEXT NOT NULL,
+    technical_json TEXT,
+    leaf_body TEXT NOT NULL
+);
+
+CREATE INDEX handrail_audit_records_task ON handrail_audit_records (task_id, id);
+
+CREATE TABLE handrail_audit_pending (
+    record_id INTEGER PRIMARY KEY
+);
+
+CREATE TRIGGER handrail_audit_records_queue AFTER INSERT ON handrail_audit_records
+BEGIN
+    INSERT INTO handrail_audit_pending (record_id) VALUES (NEW.id);
+END;
+
+CREATE TABLE handrail_audit_leaves (
+    leaf_index INTEGER PRIMARY KEY,
+    record_id INTEGER NOT NULL UNIQUE REFERENCES handrail_audit_records (id),
+    leaf_hash BLOB NOT NULL
+);
+
+CREATE TABLE handrail_audit_nodes (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE handrail_audit_checkpoints (
+    size INTEGER PRIMARY KEY,
+    root_hash BLOB NOT NULL,
+    note TEXT NOT NULL,
+    frontier BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+
+CREATE TABLE handrail_audit_outbox (
+    sink TEXT NOT NULL,
+    record_id INTEGER NOT NULL REFERENCES handrail_audit_records (id),
+    leaf_index INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    delivered_at REAL,
+    last_error TEXT,
+    PRIMARY KEY (sink, record_id)
+) WITHOUT ROWID;
+
+CREATE INDEX handrail_audit_outbox_due ON handrail_audit_outbox (sink, leaf_index)
+WHERE delivered_at IS NULL;
+
+CREATE TABLE handrail_audit_data_keys (
+    key_id TEXT PRIMARY KEY,
+    key BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+
+CREATE TABLE handrail_audit_key_tombstones (
+    key_id TEXT PRIMARY KEY,
+    destroyed_at REAL NOT NULL,
+    destroyed_by TEXT NOT NULL,
+    reason TEXT
+);
+
+CREATE TRIGGER handrail_audit_records_no_update BEFORE UPDATE ON handrail_audit_records
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_records is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_records_no_delete BEFORE DELETE ON handrail_audit_records
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_records is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_leaves_no_update BEFORE UPDATE ON handrail_audit_leaves
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_leaves is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_leaves_no_delete BEFORE DELETE ON handrail_audit_leaves
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_leaves is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_nodes_no_update BEFORE UPDATE ON handrail_audit_nodes
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_nodes is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_nodes_no_delete BEFORE DELETE ON handrail_audit_nodes
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_nodes is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_checkpoints_no_update BEFORE UPDATE ON handrail_audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_checkpoints is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_checkpoints_no_delete BEFORE DELETE ON handrail_audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_checkpoints is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_key_tombstones_no_update
+BEFORE UPDATE ON handrail_audit_key_tombstones
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_key_tombstones is append-only');
+END;
+
+CREATE TRIGGER handrail_audit_key_tombstones_no_delete
+BEFORE DELETE ON handrail_audit_key_tombstones
+BEGIN
+    SELECT RAISE(ABORT, 'handrail_audit_key_tombstones is append-only');
+END;

@@ -1,0 +1,565 @@
+"""Audit records: what one tool call (or approval, intervention, halt, erasure, retention
+run) leaves in the audit log, and the two views of it.
+
+A record is built **before** the transaction that stores it (sealing a payload may need
+to create its data key, which is a write of its own) and comes out as an :class:`AuditRow`
+of three parts:
+
+compliance
+    plain-language JSON for auditors: who did what to which data, on whose authority,
+    with what outcome. Everything copied into it from the call goes through a
+    :class:`~handrail.audit.redact.Redactor` (the ``describe`` template is filled with the
+    *redacted* parameters, so field rules apply to it too).
+technical
+    the raw input, output and error, each sealed with AES-GCM under the task's data key
+    (``task:<id>``, or a per-subject key) by a :class:`~handrail.audit.payloads.PayloadVault`.
+    Destroying that key erases them.
+leaf body
+    the compliance fields plus a salted commitment to each raw payload, never raw data. It
+    becomes the Merkle leaf (:func:`handrail.audit.leaf.encode_leaf`) once the sequencer
+    gives the record its index, so erasing the payloads leaves every proof intact.
+
+Times in the JSON are ISO 8601 UTC strings with microseconds and durations are integer
+microseconds (``duration_us``): integers and strings hash the same in every language.
+:func:`compliance_view` and :func:`technical_view` read a stored record back; the
+technical view reports an erased payload as erased, with its tombstone, not as an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as _dt
+import json
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Protocol
+
+from handrail import serde
+from handrail.audit.leaf import canonical_json
+from handrail.audit.merkle import leaf_hash as _leaf_hash
+from handrail.audit.payloads import (
+    PayloadErased,
+    PayloadError,
+    PayloadTampered,
+    PayloadVault,
+    Tombstone,
+    envelope_key_id,
+    task_key_id,
+    verify_commitment,
+)
+from handrail.audit.redact import Redactor
+
+__all__ = [
+    "PAYLOAD_FIELDS",
+    "AuditEntry",
+    "AuditRow",
+    "ErasedPayload",
+    "Outcome",
+    "RecordKind",
+    "StoredRecord",
+    "ToolCallRecord",
+    "audit_entry",
+    "build_audit_record",
+    "build_tool_call_record",
+    "compliance_view",
+    "from_iso",
+    "leaf_bytes",
+    "stored_leaf_hash",
+    "technical_document",
+    "technical_view",
+    "to_iso",
+    "tool_call_record",
+]
+
+PAYLOAD_FIELDS: tuple[str, ...] = ("raw_input", "raw_output", "error")
+"""The raw payloads a record may carry, sealed in the technical part."""
+
+_DEFAULT_REDACTOR = Redactor()
+
+
+class RecordKind(StrEnum):
+    """What an audit record is about."""
+
+    TOOL_CALL = "tool_call"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_DECIDED = "approval_decided"
+    INTERVENTION_RAISED = "intervention_raised"
+    INTERVENTION_RESOLVED = "intervention_resolved"
+    HALT = "halt"
+    RELEASE = "release"
+    ERASURE = "erasure"
+    RETENTION_RUN = "retention_run"
+
+
+class Outcome(StrEnum):
+    """How a tool call ended."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    PARTIAL = "partial"
+
+
+def to_iso(seconds: float) -> str:
+    """Seconds since the epoch as ``2025-01-31T12:00:00.000000Z``."""
+    moment = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_iso(text: str) -> float:
+    """The inverse of :func:`to_iso`."""
+    return _dt.datetime.fromisoformat(text).timestamp()
+
+
+# --- rows ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditRow:
+    """A record ready to insert: the columns of ``handrail_audit_records`` but its id.
+
+    ``call_id`` is unique in the log (inserting it again does nothing); ``leaf_body`` is
+    the canonical JSON that becomes the Merkle leaf's ``record``.
+    """
+
+    call_id: str
+    task_id: str | None
+    kind: str
+    created_at: float
+    compliance_json: str
+    technical_json: str | None
+    leaf_body: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record read back from the log. ``leaf_index`` and ``leaf_hash`` are ``None``
+    until the sequencer has integrated it."""
+
+    record_id: int
+    call_id: str
+    task_id: str | None
+    kind: str
+    created_at: float
+    compliance_json: str
+    technical_json: str | None
+    leaf_body: str
+    leaf_index: int | None = None
+    leaf_hash: bytes | None = None
+
+    def leaf(self) -> bytes | None:
+        """The canonical leaf bytes, once sequenced."""
+        return None if self.leaf_index is None else leaf_bytes(self.leaf_body, self.leaf_index)
+
+
+class _Row(Protocol):
+    @property
+    def call_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def compliance_json(self) -> str: ...
+    @property
+    def technical_json(self) -> str | None: ...
+    @property
+    def leaf_body(self) -> str: ...
+
+
+def leaf_bytes(leaf_body: str, leaf_index: int) -> bytes:
+    """The canonical leaf of a record at ``leaf_index``: exactly
+    ``encode_leaf(leaf_index, json.loads(leaf_body))``, without parsing the body (the
+    body is canonical JSON and ``"record"`` sorts before ``"seq"``)."""
+    if leaf_index < 0:
+        raise ValueError(f"a leaf index is not negative: {leaf_index}")
+    return b'{"record":' + leaf_body.encode("utf-8") + b',"seq":%d}' % leaf_index
+
+
+def stored_leaf_hash(leaf_body: str, leaf_index: int) -> bytes:
+    """The RFC 6962 leaf hash of a record at ``leaf_index``."""
+    return _leaf_hash(leaf_bytes(leaf_body, leaf_index))
+
+
+# --- building -----------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as plain JSON data (handrail's tagged types become their tagged dicts)."""
+    return json.loads(serde.dumps(value, what="audit value"))
+
+
+def _aad(call_id: str, field: str) -> bytes:
+    return f"handrail.audit:{call_id}:{field}".encode()
+
+
+def _error_dict(
+    error: BaseException | Mapping[str, Any], failure_class: str | None
+) -> dict[str, Any]:
+    if isinstance(error, BaseException):
+        kind = type(error)
+        found: dict[str, Any] = {"type": f"{kind.__module__}.{kind.__qualname__}"}
+        found["message"] = str(error)
+    else:
+        found = dict(error)
+    if failure_class is not None:
+        found.setdefault("failure_class", failure_class)
+    return found
+
+
+def _describe(template: str | None, tool_name: str, params: Mapping[str, Any]) -> str:
+    if template is None:
+        return f"Called {tool_name}"
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return template
+
+
+def _seal(
+    vault: PayloadVault | None, key_id: str, call_id: str, payloads: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """(technical part, commitments) for the payloads that are not ``None``."""
+    present = {name: value for name, value in payloads.items() if value is not None}
+    if vault is None or not present:
+        return None, {}
+    technical: dict[str, Any] = {"key_id": key_id}
+    commitments: dict[str, str] = {}
+    try:
+        for name, value in present.items():
+            text = serde.dumps(value, what=f"audit {name}")
+            sealed = vault.seal_committed(key_id, text.encode("utf-8"), _aad(call_id, name))
+            technical[name] = base64.b64encode(sealed.envelope).decode("ascii")
+            commitments[name] = sealed.commitment
+    except PayloadErased as exc:
+        # The task (or subject) was erased already: write nothing raw for it, ever.
+        tomb = exc.tombstone
+        return {
+            "key_id": key_id,
+            "withheld": "the data key was destroyed before this record was written",
+            "destroyed_at": None if tomb is None else tomb.destroyed_at,
+        }, {}
+    return technical, commitments
+
+
+def _row(
+    call_id: str,
+    task_id: str | None,
+    kind: str,
+    logged_at: float,
+    compliance: dict[str, Any],
+    technical: dict[str, Any] | None,
+    commitments: dict[str, str],
+) -> AuditRow:
+    body = dict(compliance)
+    if commitments:
+        body["commitments"] = commitments
+    return AuditRow(
+        call_id=call_id,
+        task_id=task_id,
+        kind=kind,
+        created_at=logged_at,
+        compliance_json=canonical_json(compliance).decode("utf-8"),
+        technical_json=None if technical is None else canonical_json(technical).decode("utf-8"),
+        leaf_body=canonical_json(body).decode("utf-8"),
+    )
+
+
+def build_tool_call_record(
+    *,
+    call_id: str,
+    task_id: str,
+    tool_name: str,
+    params: Mapping[str, Any],
+    started_at: float,
+    duration_ms: float,
+    logged_at: float,
+    vault: PayloadVault | None,
+    output: Any = None,
+    error: BaseException | Mapping[str, Any] | None = None,
+    failure_class: str | None = None,
+    outcome: Outcome | str | None = None,
+    describe: str | None = None,
+    data_accessed: Sequence[str] = (),
+    data_modified: Sequence[str] = (),
+    agent_id: str | None = None,
+    authorized_by: str | None = None,
+    approval: str | None = None,
+    step_index: int | None = None,
+    attempt: int | None = None,
+    redactor: Redactor | None = None,
+    key_id: str | None = None,
+) -> AuditRow:
+    """The row for one tool-call attempt. Call it *before* the store transaction.
+
+    ``params`` are the call's named parameters (they fill the ``describe`` template, after
+    redaction, and are the raw input); ``output`` or ``error`` its result.
+    ``outcome`` defaults to failure when there is an error, success otherwise. Raw
+    payloads are sealed under ``key_id`` (default ``task:<task_id>``); without a
+    ``vault`` none is kept. ``call_id`` must be unique per attempt, e.g.
+    ``f"{task_id}:{step_index}:{attempt}"``.
+    """
+    redactor = redactor or _DEFAULT_REDACTOR
+    redacted_params = redactor.redact_value(dict(params))
+    description = redactor.redact_text(_describe(describe, tool_name, redacted_params))
+    if outcome is None:
+        outcome = Outcome.FAILURE if error is not None else Outcome.SUCCESS
+    error_info = None if error is None else _error_dict(error, failure_class)
+    compliance: dict[str, Any] = {
+        "kind": RecordKind.TOOL_CALL.value,
+        "call_id": call_id,
+        "task_id": task_id,
+        "agent_id": None if agent_id is None else redactor.redact_text(agent_id),
+        "tool_name": tool_name,
+        "timestamp": to_iso(started_at),
+        "duration_us": round(duration_ms * 1000),
+        "action_description": description,
+        "data_accessed": [redactor.redact_text(str(d)) for d in data_accessed],
+        "data_modified": [redactor.redact_text(str(d)) for d in data_modified],
+        "authorized_by": None if authorized_by is None else redactor.redact_text(authorized_by),
+        "approval": approval,
+        "outcome": Outcome(outcome).value,
+        "failure_class": failure_class,
+        # The error's type only: its message is free text, kept in the technical view.
+        "error_type": None if error_info is None else error_info.get("type"),
+        "logged_at": to_iso(logged_at),
+    }
+    if step_index is not None:
+        compliance["step_index"] = step_index
+    if attempt is not None:
+        compliance["attempt"] = attempt
+    payloads = {"raw_input": _plain(dict(params)), "raw_output": output, "error": error_info}
+    technical, commitments = _seal(vault, key_id or task_key_id(task_id), call_id, payloads)
+    return _row(
+        call_id, task_id, RecordKind.TOOL_CALL.value, logged_at, compliance, technical, commitments
+    )
+
+
+def build_audit_record(
+    kind: RecordKind | str,
+    *,
+    call_id: str,
+    task_id: str | None,
+    actor: str | None,
+    timestamp: float,
+    logged_at: float,
+    details: Mapping[str, Any] | None = None,
+    raw: Any = None,
+    vault: PayloadVault | None = None,
+    redactor: Redactor | None = None,
+    key_id: str | None = None,
+) -> AuditRow:
+    """The row for an auditable event other than a tool call (approval requested or
+    decided, intervention raised or resolved, halt, release, erasure, retention run).
+
+    ``details`` go into the compliance view, redacted; ``raw`` (optional) is sealed like
+    a tool call's raw input, under ``key_id`` (default the task's key).
+    """
+    redactor = redactor or _DEFAULT_REDACTOR
+    compliance: dict[str, Any] = {
+        "kind": str(kind),
+        "call_id": call_id,
+        "task_id": task_id,
+        "actor": None if actor is None else redactor.redact_text(actor),
+        "timestamp": to_iso(timestamp),
+        "details": redactor.redact_value(_plain(dict(details or {}))),
+        "logged_at": to_iso(logged_at),
+    }
+    technical: dict[str, Any] | None = None
+    commitments: dict[str, str] = {}
+    if raw is not None:
+        if key_id is None and task_id is None:
+            raise ValueError("a raw payload needs a key_id (or a task_id for the task's key)")
+        technical, commitments = _seal(
+            vault, key_id or task_key_id(task_id or ""), call_id, {"raw_input": raw}
+        )
+    return _row(call_id, task_id, str(kind), logged_at, compliance, technical, commitments)
+
+
+# --- views --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErasedPayload:
+    """A raw payload whose data key was destroyed: it is gone, and this says when and by
+    whom (``tombstone``; ``None`` if the key store kept none)."""
+
+    key_id: str
+    tombstone: Tombstone | None
+
+    def to_json(self) -> dict[str, Any]:
+        tomb = self.tombstone
+        return {
+            "erased": True,
+            "key_id": self.key_id,
+            "destroyed_at": None if tomb is None else tomb.destroyed_at,
+            "destroyed_by": None if tomb is None else tomb.destroyed_by,
+            "reason": None if tomb is None else tomb.reason,
+        }
+
+
+def _meta(row: _Row) -> dict[str, Any]:
+    if isinstance(row, StoredRecord):
+        return {
+            "record_id": row.record_id,
+            "leaf_index": row.leaf_index,
+            "log_hash": None if row.leaf_hash is None else row.leaf_hash.hex(),
+        }
+    return {}
+
+
+def compliance_view(row: AuditRow | StoredRecord) -> dict[str, Any]:
+    """The compliance view: the redacted fields, plus the record's place in the log
+    (``record_id``, ``leaf_index``, ``log_hash``) once stored and sequenced."""
+    view: dict[str, Any] = json.loads(row.compliance_json)
+    view.update(_meta(row))
+    return view
+
+
+def _open(
+    vault: PayloadVault, row: _Row, name: str, envelope_b64: str, commitment: str | None
+) -> Any:
+    envelope = base64.b64decode(envelope_b64)
+    try:
+        opened = vault.open_committed(envelope, _aad(row.call_id, name))
+    except PayloadErased as exc:
+        return ErasedPayload(exc.key_id or envelope_key_id(envelope), exc.tombstone)
+    except PayloadTampered as exc:
+        return {"tampered": True, "message": str(exc)}
+    if commitment is not None and not verify_commitment(opened.value, opened.salt, commitment):
+        return {"tampered": True, "message": "the payload does not match the log's commitment"}
+    return serde.loads(opened.value.decode("utf-8"))
+
+
+def technical_view(row: AuditRow | StoredRecord, vault: PayloadVault | None) -> dict[str, Any]:
+    """The technical view: the raw payloads, opened with ``vault`` and checked against the
+    leaf's commitments. An erased payload is an :class:`ErasedPayload` (its tombstone), a
+    payload that does not authenticate is ``{"tampered": True, ...}``. Without a vault the
+    sealed envelopes are returned as they are (base64)."""
+    view: dict[str, Any] = {"call_id": row.call_id, "kind": row.kind, **_meta(row)}
+    technical: dict[str, Any] = json.loads(row.technical_json) if row.technical_json else {}
+    commitments: dict[str, str] = json.loads(row.leaf_body).get("commitments", {})
+    view["key_id"] = technical.get("key_id")
+    if "withheld" in technical:
+        view["withheld"] = technical["withheld"]
+    for name in PAYLOAD_FIELDS:
+        sealed = technical.get(name)
+        if sealed is None:
+            view[name] = None
+        elif vault is None:
+            view[name] = {"sealed": sealed, "commitment": commitments.get(name)}
+        else:
+            try:
+                view[name] = _open(vault, row, name, sealed, commitments.get(name))
+            except PayloadError as exc:  # the wrong key store, or a lost key
+                view[name] = {"unavailable": True, "message": str(exc)}
+    return view
+
+
+def technical_document(row: AuditRow | StoredRecord, vault: PayloadVault | None) -> dict[str, Any]:
+    """:func:`technical_view` as plain JSON (erased payloads as their tombstone dict)."""
+    view = technical_view(row, vault)
+    for name in PAYLOAD_FIELDS:
+        if isinstance(view.get(name), ErasedPayload):
+            view[name] = view[name].to_json()
+    return _plain(view)  # type: ignore[no-any-return]
+
+
+# --- typed records ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """One tool-call attempt, as the audit log holds it.
+
+    ``raw_input``, ``raw_output`` and ``error`` are the opened raw payloads (an
+    :class:`ErasedPayload` once erased, ``None`` if not kept or not opened);
+    ``log_hash`` is the hex leaf hash and ``leaf_index`` the place in the Merkle log, both
+    ``None`` until sequenced. Times are seconds since the epoch.
+    """
+
+    call_id: str
+    task_id: str
+    agent_id: str | None
+    tool_name: str
+    timestamp: float
+    duration_ms: float
+    raw_input: Any
+    raw_output: Any
+    error: Any
+    action_description: str
+    data_accessed: tuple[str, ...]
+    data_modified: tuple[str, ...]
+    authorized_by: str | None
+    outcome: Outcome
+    logged_at: float
+    log_hash: str | None
+    failure_class: str | None = None
+    approval: str | None = None
+    step_index: int | None = None
+    attempt: int | None = None
+    leaf_index: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An audit record of another kind than a tool call (see :class:`RecordKind`)."""
+
+    kind: str
+    call_id: str
+    task_id: str | None
+    actor: str | None
+    timestamp: float
+    details: dict[str, Any]
+    logged_at: float
+    log_hash: str | None
+    leaf_index: int | None = None
+
+
+def tool_call_record(row: StoredRecord, vault: PayloadVault | None) -> ToolCallRecord:
+    """A stored tool-call record as a :class:`ToolCallRecord` (payloads opened with
+    ``vault`` if given)."""
+    if row.kind != RecordKind.TOOL_CALL:
+        raise ValueError(f"record {row.call_id!r} is a {row.kind} record, not a tool call")
+    c = json.loads(row.compliance_json)
+    raw: dict[str, Any] = dict.fromkeys(PAYLOAD_FIELDS)
+    if vault is not None:
+        tech = technical_view(row, vault)
+        raw = {name: tech[name] for name in PAYLOAD_FIELDS}
+    return ToolCallRecord(
+        call_id=c["call_id"],
+        task_id=c["task_id"],
+        agent_id=c["agent_id"],
+        tool_name=c["tool_name"],
+        timestamp=from_iso(c["timestamp"]),
+        duration_ms=c["duration_us"] / 1000,
+        raw_input=raw["raw_input"],
+        raw_output=raw["raw_output"],
+        error=raw["error"],
+        action_description=c["action_description"],
+        data_accessed=tuple(c["data_accessed"]),
+        data_modified=tuple(c["data_modified"]),
+        authorized_by=c["authorized_by"],
+        outcome=Outcome(c["outcome"]),
+        logged_at=from_iso(c["logged_at"]),
+        log_hash=None if row.leaf_hash is None else row.leaf_hash.hex(),
+        failure_class=c["failure_class"],
+        approval=c["approval"],
+        step_index=c.get("step_index"),
+        attempt=c.get("attempt"),
+        leaf_index=row.leaf_index,
+    )
+
+
+def audit_entry(row: StoredRecord) -> AuditEntry:
+    """A stored record of another kind as an :class:`AuditEntry`."""
+    c = json.loads(row.compliance_json)
+    return AuditEntry(
+        kind=c["kind"],
+        call_id=c["call_id"],
+        task_id=c["task_id"],
+        actor=c.get("actor"),
+        timestamp=from_iso(c["timestamp"]),
+        details=c.get("details", {}),
+        logged_at=from_iso(c["logged_at"]),
+        log_hash=None if row.leaf_hash is None else row.leaf_hash.hex(),
+        leaf_index=row.leaf_index,
+    )

@@ -1,0 +1,108 @@
+-- handrail 0003: the audit log (records, Merkle leaves and nodes, signed checkpoints), the
+-- outbox to its sinks, and the data keys of its raw payloads.
+CREATE TABLE handrail_audit_records (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    call_id text NOT NULL UNIQUE,
+    task_id text,
+    kind text NOT NULL,
+    created_at double precision NOT NULL,
+    compliance_json text NOT NULL,
+    technical_json text,
+    leaf_body text NOT NULL
+);
+
+CREATE INDEX handrail_audit_records_task ON handrail_audit_records (task_id, id);
+
+CREATE TABLE handrail_audit_pending (
+    record_id bigint PRIMARY KEY
+);
+
+CREATE FUNCTION handrail_audit_queue() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO handrail_audit_pending (record_id) VALUES (NEW.id);
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER handrail_audit_records_queue AFTER INSERT ON handrail_audit_records
+FOR EACH ROW EXECUTE FUNCTION handrail_audit_queue();
+
+CREATE TABLE handrail_audit_leaves (
+    leaf_index bigint PRIMARY KEY,
+    record_id bigint NOT NULL UNIQUE REFERENCES handrail_audit_records (id),
+    leaf_hash bytea NOT NULL
+);
+
+CREATE TABLE handrail_audit_nodes (
+    level smallint NOT NULL,
+    idx bigint NOT NULL,
+    hash bytea NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+
+CREATE TABLE handrail_audit_checkpoints (
+    size bigint PRIMARY KEY,
+    root_hash bytea NOT NULL,
+    note text NOT NULL,
+    frontier bytea NOT NULL,
+    created_at double precision NOT NULL
+);
+
+CREATE TABLE handrail_audit_outbox (
+    sink text NOT NULL,
+    record_id bigint NOT NULL REFERENCES handrail_audit_records (id),
+    leaf_index bigint NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at double precision NOT NULL,
+    delivered_at double precision,
+    last_error text,
+    PRIMARY KEY (sink, record_id)
+);
+
+CREATE INDEX handrail_audit_outbox_due ON handrail_audit_outbox (sink, leaf_index)
+WHERE delivered_at IS NULL;
+
+CREATE TABLE handrail_audit_data_keys (
+    key_id text PRIMARY KEY,
+    key bytea NOT NULL,
+    created_at double precision NOT NULL
+);
+
+CREATE TABLE handrail_audit_key_tombstones (
+    key_id text PRIMARY KEY,
+    destroyed_at double precision NOT NULL,
+    destroyed_by text NOT NULL,
+    reason text
+);
+
+CREATE FUNCTION handrail_audit_append_only() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
+END;
+$$;
+
+CREATE TRIGGER handrail_audit_records_append_only BEFORE UPDATE OR DELETE
+ON handrail_audit_records FOR EACH ROW EXECUTE FUNCTION handrail_audit_append_only();
+
+CREATE TRIGGER handrail_audit_leaves_append_only BEFORE UPDATE OR DELETE
+ON handrail_audit_leaves FOR EACH ROW EXECUTE FUNCTION handrail_audit_append_only();
+
+CREATE TRIGGER handrail_audit_nodes_append_only BEFORE UPDATE OR DELETE
+ON handrail_audit_nodes FOR EACH ROW EXECUTE FUNCTION handrail_audit_append_only();
+
+CREATE TRIGGER handrail_audit_checkpoints_append_only BEFORE UPDATE OR DELETE
+ON handrail_audit_checkpoints FOR EACH ROW EXECUTE FUNCTION handrail_audit_append_only();
+
+CREATE TRIGGER handrail_audit_key_tombstones_append_only BEFORE UPDATE OR DELETE
+ON handrail_audit_key_tombstones FOR EACH ROW EXECUTE FUNCTION handrail_audit_append_only();
+
+CREATE TRIGGER handrail_audit_records_no_truncate BEFORE TRUNCATE
+ON handrail_audit_records FOR EACH STATEMENT EXECUTE FUNCTION handrail_audit_append_only();
+
+CREATE TRIGGER handrail_audit_leaves_no_truncate BEFORE TRUNCATE
+ON handrail_audit_leaves FOR EACH STATEMENT EXECUTE FUNCTION handrail_audit_append_only();
+
+CREATE TRIGGER handrail_audit_checkpoints_no_truncate BEFORE TRUNCATE
+ON handrail_audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION handrail_audit_append_only();

@@ -1,0 +1,373 @@
+"""The audit log in the SQLite store's file (tables ``handrail_audit_*``, migration 0003).
+
+:func:`insert_audit_records` writes records inside a transaction the caller holds (the
+store's step transaction); :class:`SQLiteAuditLog` opens connections of its own to the
+same file (WAL: readers never block the writer) for standalone writes, the sequencer,
+proofs, export and the outbox. The sequencer takes SQLite's write lock with ``BEGIN
+IMMEDIATE``, so one sequences at a time across every process on the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+
+from handrail.audit.checkpoint import SigningKey, VerifyingKey, parse_checkpoint
+from handrail.audit.log import (
+    AuditLog,
+    AuditLogError,
+    Backlog,
+    InclusionProof,
+    OutboxItem,
+    SignedCheckpoint,
+    check_size,
+    export_bundle,
+    plan_batch,
+    signed_from_row,
+)
+from handrail.audit.merkle import consistency_path, inclusion_path
+from handrail.audit.nodes import (
+    NodeKey,
+    ProofPath,
+    decode_frontier,
+    encode_frontier,
+    fold,
+    fold_proof,
+    plan_proof,
+    root_keys,
+)
+from handrail.audit.payloads import KeyStore, PayloadVault, SQLiteKeyStore
+from handrail.audit.record import AuditRow, StoredRecord, leaf_bytes
+from handrail.clock import Clock, SystemClock
+from handrail.errors import StoreError
+from handrail.store._sql import load_queries
+
+__all__ = ["SQLiteAuditLog", "insert_audit_records"]
+
+T = TypeVar("T")
+_Q = load_queries("handrail.store.sqlite", "audit.sql")
+KEY_TABLE_PREFIX = "handrail_audit_"
+
+
+def _params(row: AuditRow) -> tuple[Any, ...]:
+    return (
+        row.call_id,
+        row.task_id,
+        row.kind,
+        row.created_at,
+        row.compliance_json,
+        row.technical_json,
+        row.leaf_body,
+    )
+
+
+def insert_audit_records(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> int:
+    """Insert ``rows`` in the transaction ``conn`` holds (nothing is committed here);
+    returns how many were new (a ``call_id`` already logged is skipped). Build the rows
+    before the transaction: sealing a payload may write a data key."""
+    if not rows:
+        return 0
+    written: int = conn.executemany(_Q["insert_record"], [_params(r) for r in rows]).rowcount
+    return written
+
+
+def _record(r: Sequence[Any]) -> StoredRecord:
+    return StoredRecord(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], None if r[9] is None else bytes(r[9])
+    )
+
+
+class SQLiteAuditLog:
+    """An :class:`~handrail.audit.log.AuditLog` over the SQLite store at ``path``.
+
+    The schema comes from the store's migrations: if they were not applied yet, opening
+    the log applies them (by opening the store once). ``keys`` defaults to a key store in
+    the same file (tables ``handrail_audit_data_keys`` / ``_key_tombstones``).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        timeout: float = 60.0,
+        keys: KeyStore | None = None,
+    ) -> None:
+        self.path = str(path)
+        self._clock = clock or SystemClock()
+        self._timeout = timeout
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        try:
+            if not self._run(_has_schema):
+                from handrail.store.sqlite import SQLiteStore
+
+                SQLiteStore(self.path, timeout=timeout).close()
+            self._own_keys = keys is None
+            self._keys: KeyStore = keys or SQLiteKeyStore(
+                self.path, clock=self._clock, timeout=timeout, table_prefix=KEY_TABLE_PREFIX
+            )
+        except BaseException:
+            self.close()
+            raise
+        self._vault = PayloadVault(self._keys)
+
+    @property
+    def keys(self) -> KeyStore:
+        return self._keys
+
+    @property
+    def vault(self) -> PayloadVault:
+        return self._vault
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("the audit log is closed")
+            conn = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._conn())
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite audit log: {exc}") from exc
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction (the file's write lock)."""
+
+        def op(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return self._run(op)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        if getattr(self, "_own_keys", False) and isinstance(self._keys, SQLiteKeyStore):
+            self._keys.close()
+
+    def __enter__(self) -> SQLiteAuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writes --------------------------------------------------------------------------
+
+    def append(self, rows: Sequence[AuditRow]) -> int:
+        return self._write(lambda conn: insert_audit_records(conn, rows))
+
+    def pending(self) -> int:
+        count: int = self._run(lambda c: c.execute(_Q["pending_count"]).fetchone()[0])
+        return count
+
+    def sequence(
+        self,
+        signing_key: SigningKey,
+        origin: str,
+        *,
+        max_batch: int = 1000,
+        sinks: Sequence[str] = (),
+        now: float | None = None,
+    ) -> SignedCheckpoint | None:
+        at = self._clock.now() if now is None else now
+
+        def op(conn: sqlite3.Connection) -> SignedCheckpoint | None:
+            pending = [(r[0], r[1]) for r in conn.execute(_Q["pending_batch"], (max_batch,))]
+            if not pending:
+                return None
+            row = conn.execute(_Q["latest_state"]).fetchone()
+            latest = None
+            if row is not None:
+                size = int(row[0])
+                latest = (
+                    size,
+                    decode_frontier(size, bytes(row[1])),
+                    parse_checkpoint(row[2]).origin,
+                )
+            batch = plan_batch(latest, pending, signing_key, origin, at)
+            conn.executemany(_Q["insert_leaf"], batch.leaves)
+            conn.executemany(_Q["insert_node"], batch.nodes)
+            conn.executemany(_Q["dequeue"], [(record_id,) for record_id, _ in pending])
+            signed = batch.signed
+            conn.execute(
+                _Q["insert_checkpoint"],
+                (signed.size, signed.root_hash, signed.note, encode_frontier(batch.frontier), at),
+            )
+            conn.executemany(
+                _Q["enqueue_outbox"],
+                [(sink, rid, index, at) for sink in sinks for index, rid, _ in batch.leaves],
+            )
+            return signed
+
+        return self._write(op)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        row = self._run(lambda c: c.execute(_Q["latest_checkpoint"]).fetchone())
+        return None if row is None else signed_from_row(row[0], row[1])
+
+    def checkpoints(self, *, up_to: int | None = None) -> list[SignedCheckpoint]:
+        rows = self._run(lambda c: c.execute(_Q["checkpoints"], {"up_to": up_to}).fetchall())
+        return [signed_from_row(note, at) for note, at in rows]
+
+    def size(self) -> int:
+        latest = self.latest_checkpoint()
+        return 0 if latest is None else latest.size
+
+    def records(
+        self,
+        *,
+        task_id: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> list[StoredRecord]:
+        params = {
+            "task_id": task_id,
+            "kind": kind,
+            "since": since,
+            "until": until,
+            "after_id": after_id or 0,
+            "limit": limit,
+        }
+        rows = self._run(lambda c: c.execute(_Q["records"], params).fetchall())
+        return [_record(r) for r in rows]
+
+    def record(self, call_id: str) -> StoredRecord | None:
+        row = self._run(lambda c: c.execute(_Q["record"], (call_id,)).fetchone())
+        return None if row is None else _record(row)
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        rows = self._run(lambda c: c.execute(_Q["leaves"], (start, end)).fetchall())
+        return [leaf_bytes(body, index) for index, body in rows]
+
+    def _nodes(self, keys: set[NodeKey]) -> dict[NodeKey, bytes]:
+        leaves = sorted(index for level, index in keys if level == 0)
+        inner = sorted([level, index] for level, index in keys if level > 0)
+
+        def fetch(conn: sqlite3.Connection) -> dict[NodeKey, bytes]:
+            found: dict[NodeKey, bytes] = {}
+            for index, digest in conn.execute(_Q["leaf_hashes"], (json.dumps(leaves),)):
+                found[(0, index)] = bytes(digest)
+            for level, index, digest in conn.execute(_Q["node_hashes"], (json.dumps(inner),)):
+                found[(level, index)] = bytes(digest)
+            return found
+
+        found = self._run(fetch)
+        if len(found) != len(keys):
+            raise AuditLogError(
+                f"the stored tree lacks nodes {sorted(keys - found.keys())[:5]}: the audit "
+                "tables were altered or are incomplete"
+            )
+        return found
+
+    def _proof(self, path: ProofPath) -> list[bytes]:
+        return fold_proof(path, self._nodes(plan_proof(path)))
+
+    def _root(self, size: int) -> bytes:
+        keys = root_keys(size)
+        nodes = self._nodes(set(keys))
+        return fold([nodes[k] for k in keys])
+
+    def _size_or_latest(self, size: int | None) -> int:
+        latest = self.latest_checkpoint()
+        tree_size = 0 if latest is None else latest.size
+        if size is None:
+            if latest is None:
+                raise AuditLogError("the log has no signed checkpoint yet")
+            return tree_size
+        check_size(size, tree_size)
+        return size
+
+    def inclusion_proof(self, leaf: int | str, size: int | None = None) -> InclusionProof:
+        tree_size = self._size_or_latest(size)
+        if isinstance(leaf, str):
+            record = self.record(leaf)
+            if record is None or record.leaf_index is None:
+                raise AuditLogError(f"record {leaf!r} is not in the log's tree yet")
+            leaf = record.leaf_index
+        if not 0 <= leaf < tree_size:
+            raise AuditLogError(f"leaf {leaf} is not in the tree of size {tree_size}")
+        index = leaf
+        keys = plan_proof(lambda sr: inclusion_path(index, tree_size, sr))
+        keys.add((0, index))
+        keys.update(root_keys(tree_size))
+        nodes = self._nodes(keys)
+        path = fold_proof(lambda sr: inclusion_path(index, tree_size, sr), nodes)
+        root = fold([nodes[k] for k in root_keys(tree_size)])
+        return InclusionProof(index, tree_size, nodes[(0, index)], tuple(path), root)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        new = self._size_or_latest(new_size)
+        check_size(old_size, new)
+        return self._proof(lambda sr: consistency_path(old_size, new, sr))
+
+    def export_bundle(self, stream: BinaryIO, key: VerifyingKey, *, size: int | None = None) -> int:
+        return export_bundle(self, stream, key, size=size)
+
+    # -- outbox --------------------------------------------------------------------------
+
+    def due(self, sink: str, *, now: float, limit: int = 100) -> list[OutboxItem]:
+        rows = self._run(lambda c: c.execute(_Q["due"], (sink, limit)).fetchall())
+        if not rows or rows[0][11] > now:
+            return []
+        return [OutboxItem(_record(r), r[10], r[11], r[12]) for r in rows]
+
+    def delivered(self, sink: str, record_ids: Sequence[int], *, now: float) -> None:
+        self._write(
+            lambda c: c.executemany(_Q["delivered"], [(now, sink, rid) for rid in record_ids])
+        )
+
+    def failed(self, sink: str, record_id: int, *, next_at: float, error: str) -> None:
+        self._write(lambda c: c.execute(_Q["failed"], (next_at, error, sink, record_id)))
+
+    def backlog(self, sink: str) -> Backlog:
+        def read(conn: sqlite3.Connection) -> Backlog:
+            pending, delivered = conn.execute(_Q["backlog_counts"], (sink,)).fetchone()
+            head = conn.execute(_Q["backlog_head"], (sink,)).fetchone()
+            if head is None:
+                return Backlog(sink, pending, delivered)
+            return Backlog(sink, pending, delivered, *head)
+
+        return self._run(read)
+
+
+def _has_schema(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'handrail_audit_records'"
+    ).fetchone()
+    return row is not None
+
+
+if TYPE_CHECKING:  # the backend implements the protocol (checked by mypy, never run)
+    _CONFORMS: AuditLog = SQLiteAuditLog("")
