@@ -25,7 +25,9 @@ from handrail.store.base import (
     Claim,
     Halt,
     Lease,
+    LocalWakeups,
     NewTask,
+    Subscription,
     TaskRecord,
     _Unset,
 )
@@ -64,9 +66,13 @@ class MemoryStore:
         self._halts: list[Halt] = []
         self._circuits: dict[str, CircuitState] = {}
         self._rates: dict[str, tuple[float, int]] = {}
+        self._wakeups = LocalWakeups()
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def subscribe(self) -> Subscription:
+        return self._wakeups.subscribe()
 
     def _replace(self, task_id: str, **changes: object) -> TaskRecord:
         record = dataclasses.replace(self._tasks[task_id], **changes)  # type: ignore[arg-type]
@@ -94,6 +100,7 @@ class MemoryStore:
             )
             self._events[task.task_id] = [task.event]
             self._order.append(task.task_id)
+        self._wakeups.signal()
 
     def _claimable(
         self,
@@ -221,6 +228,8 @@ class MemoryStore:
                             lease.task_id, halt.halt_id, halt.scope, halt.target, halt.halted_by
                         )
             self._apply(lease.task_id, events, now, status, run_at, release)
+        if release and run_at is not None and run_at is not UNSET:
+            self._wakeups.signal()
 
     def append_unleased(
         self,
@@ -242,15 +251,19 @@ class MemoryStore:
                 raise StaleWriteError(task_id, "its journal moved on")
             self._replace(task_id, epoch=r.epoch + 1, lease_owner=None, lease_expires_at=None)
             self._apply(task_id, events, now, status, run_at, False)
+        if run_at is not None and run_at is not UNSET:
+            self._wakeups.signal()
 
     def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
         with self._lock:
             r = self._tasks.get(task_id)
             if r is None:
                 raise StaleWriteError(task_id, "the task does not exist")
-            return self._replace(
+            record = self._replace(
                 task_id, cancel_requested_by=r.cancel_requested_by or actor, updated_at=now
             )
+        self._wakeups.signal()
+        return record
 
     def load_events(self, task_id: str) -> list[Event]:
         with self._lock:
@@ -321,6 +334,8 @@ class MemoryStore:
                 if h.active and h.scope == scope and h.target == target:
                     self._halts[i] = dataclasses.replace(h, released_by=actor, released_at=now)
                     released.append(self._halts[i])
+        if released:
+            self._wakeups.signal()
         return released
 
     def list_halts(self, *, active_only: bool = True) -> list[Halt]:

@@ -1,21 +1,25 @@
 """Worker: claims runnable tasks from the store and drives them on a pool of threads.
 
 One dispatcher thread claims tasks while a thread is free and sleeps otherwise, until the
-next due time, a local ``App.start`` or the poll interval, whichever comes first. Several
-workers, in threads or processes on any machine sharing the store, share the work: claims
-are atomic, and leases with fencing epochs keep one task on one worker at a time.
+next due time, a wake-up or the poll interval, whichever comes first. A listener thread
+waits on the store's wake-up signals (another process created a task, an operator decided,
+resumed or released one) and wakes the dispatcher; the poll interval is the fallback for a
+signal that was lost. Several workers, in threads or processes on any machine sharing the
+store, share the work: claims are atomic, and leases with fencing epochs keep one task on
+one worker at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from handrail.errors import ConfigurationError
-from handrail.store.base import Claim
+from handrail.store.base import Claim, Subscription
 
 if TYPE_CHECKING:
     from handrail.app import App
@@ -46,6 +50,8 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
+        self._subscription: Subscription | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.completed = 0
 
@@ -57,6 +63,15 @@ class Worker:
             raise ConfigurationError("the app has no workflows registered; nothing to run")
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="handrail-task")
         self.app.add_waker(self._wake)
+        self._subscription = self._subscribe()
+        if self._subscription is not None:
+            self._listener = threading.Thread(
+                target=self._listen,
+                args=(self._subscription,),
+                name="handrail-wake",
+                daemon=True,
+            )
+            self._listener.start()
         self._thread = threading.Thread(target=self._dispatch, name="handrail-worker", daemon=True)
         self._thread.start()
         return self
@@ -66,6 +81,15 @@ class Worker:
         back to the store for any worker to continue."""
         self._stopping.set()
         self._wake.set()
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            try:
+                subscription.close()  # ends the listener's wait
+            except Exception:
+                log.warning("closing the wake-up subscription failed", exc_info=True)
+        if self._listener is not None:
+            self._listener.join(timeout)
+            self._listener = None
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -88,6 +112,30 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _subscribe(self) -> Subscription | None:
+        try:
+            return self.app.store.subscribe()
+        except Exception:
+            log.warning(
+                "cannot listen for the store's wake-up signals; polling every %s s instead",
+                self.poll_interval,
+                exc_info=True,
+            )
+            return None
+
+    def _listen(self, subscription: Subscription) -> None:
+        """Wake the dispatcher on every signal, until stopped."""
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                if subscription.wait(1.0):
+                    self._wake.set()
+                    continue
+            except Exception:
+                log.exception("waiting for wake-up signals failed; retrying")
+            if time.monotonic() - started < 0.5:  # failed or returned early: do not spin
+                self._stopping.wait(1.0)
 
     def _dispatch(self) -> None:
         app = self.app

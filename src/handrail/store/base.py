@@ -16,10 +16,16 @@ sequence number (``StaleWriteError`` if it moved).
 Durable time: a task's ``run_at`` is its next due time (a timer, a deadline, a back-off). A
 task with ``run_at`` NULL waits for a human; ``claim_task`` takes tasks whose ``run_at`` has
 come and whose lease is free or expired.
+
+Wake-ups: a write that makes a task runnable for any worker (a new task, an operator's
+write with a due time, a released halt, a cancel request, a task handed back) signals the
+store's :class:`Subscription` holders, in any process, once it is committed. A signal is a
+hint to claim now, never the truth: a lost one costs an idle worker its poll interval.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -139,6 +145,68 @@ class Claim:
     events: list[Event]
 
 
+class Subscription(Protocol):
+    """A listener for a store's wake-up signals. One thread waits at a time; :meth:`close`
+    may be called from any thread and ends a wait in progress."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a signal arrives or ``timeout`` seconds pass. ``True`` if a signal
+        arrived since the previous wait (signals in between are not lost, and many count as
+        one), ``False`` on timeout or once closed."""
+
+    def close(self) -> None:
+        """Stop listening and release what the subscription holds. Idempotent."""
+
+
+class LocalWakeups:
+    """Wake-up signals within one process, for stores that live in one process (and as
+    the fallback of those that cannot signal other processes)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: set[_LocalSubscription] = set()
+
+    def subscribe(self) -> Subscription:
+        subscription = _LocalSubscription(self)
+        with self._lock:
+            self._subscribers.add(subscription)
+        return subscription
+
+    def signal(self) -> None:
+        """Wake every subscriber."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscription in subscribers:
+            subscription.ring()
+
+    def _drop(self, subscription: _LocalSubscription) -> None:
+        with self._lock:
+            self._subscribers.discard(subscription)
+
+
+class _LocalSubscription:
+    def __init__(self, wakeups: LocalWakeups):
+        self._wakeups = wakeups
+        self._event = threading.Event()
+        self._closed = False
+
+    def ring(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        if self._closed:
+            return False
+        if not self._event.wait(max(0.0, timeout)):
+            return False
+        self._event.clear()  # a signal set after the wait returned counts as this one
+        return not self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        self._wakeups._drop(self)
+        self._event.set()  # ends a wait in progress
+
+
 class Store(Protocol):
     """Where tasks and their journals live. Implementations: memory, SQLite, PostgreSQL."""
 
@@ -254,6 +322,12 @@ class Store(Protocol):
     ) -> float | None:
         """The earliest time a task in ``queues`` (of ``workflows``) becomes claimable
         (``now`` or earlier if one is claimable already); ``None`` if none is scheduled."""
+
+    def subscribe(self) -> Subscription:
+        """Listen for wake-up signals: after ``create_task``, after ``append_unleased`` or
+        ``append_events`` (with ``release``) that set a due time, after ``release_halts``
+        released something and after ``request_cancel``, from any store on the same
+        backing. The caller closes the subscription."""
 
     def close(self) -> None:
         """Release connections. The store cannot be used afterwards."""

@@ -1,6 +1,8 @@
 -- Named queries of the PostgreSQL store. Parameters are psycopg's %(named)s placeholders.
 -- Events are written as parallel arrays through unnest(): one statement (one round trip,
 -- one prepared plan) whatever the number of events.
+-- Writes that make a task runnable call pg_notify('handrail_wake', <queue>) in their own
+-- statement: workers that LISTEN wake when the transaction commits (nothing if it rolls back).
 
 -- name: create_task
 WITH task AS (
@@ -19,7 +21,8 @@ FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
     %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
     %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[], %(e_data)s::text[])
     AS e
-WHERE EXISTS (SELECT FROM task);
+WHERE EXISTS (SELECT FROM task)
+RETURNING pg_notify('handrail_wake', %(queue)s);
 
 -- name: insert_events
 INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs, outputs,
@@ -86,6 +89,7 @@ RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, 
 -- skips it or has already bumped the epoch, which the lock then shows), and only if the
 -- lease still holds (and, with boundary, no cancel is flagged) insert the events and
 -- update the row. The fence row is returned so the caller can tell why nothing was written.
+-- With wake (the lease is handed back with a due time), any worker is woken.
 WITH fence AS (
     SELECT epoch, lease_owner, cancel_requested_by
     FROM handrail_tasks
@@ -132,9 +136,13 @@ updated AS (
     WHERE task_id = %(task_id)s
       AND %(update)s::boolean
       AND EXISTS (SELECT FROM allowed)
+    RETURNING queue
+),
+woken AS (
+    SELECT pg_notify('handrail_wake', queue) FROM updated WHERE %(wake)s::boolean
 )
 SELECT f.epoch, f.lease_owner, f.cancel_requested_by,
-    h.halt_id, h.scope, h.target, h.halted_by
+    h.halt_id, h.scope, h.target, h.halted_by, (SELECT count(*) FROM woken)
 FROM fence f LEFT JOIN halt h ON true;
 
 -- name: lock_task
@@ -154,7 +162,8 @@ SET status = coalesce(%(status)s::text, status),
     lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_owner END,
     lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_expires_at END,
     updated_at = %(now)s
-WHERE task_id = %(task_id)s;
+WHERE task_id = %(task_id)s
+RETURNING CASE WHEN %(wake)s::boolean THEN pg_notify('handrail_wake', queue) END;
 
 -- name: revoke_lease
 -- An operator write revokes any expired lease: the old holder can write no more.
@@ -174,7 +183,8 @@ UPDATE handrail_tasks
 SET cancel_requested_by = coalesce(cancel_requested_by, %(actor)s), updated_at = %(now)s
 WHERE task_id = %(task_id)s
 RETURNING task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
-    lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds;
+    lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds,
+    pg_notify('handrail_wake', queue);
 
 -- name: load_events
 SELECT task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning, approval,
@@ -215,7 +225,8 @@ VALUES (%(halt_id)s, %(scope)s, %(target)s, %(halted_by)s, %(reason)s, %(created
 -- name: release_halts
 UPDATE handrail_halts SET released_by = %(actor)s, released_at = %(now)s
 WHERE released_at IS NULL AND scope = %(scope)s AND target IS NOT DISTINCT FROM %(target)s
-RETURNING halt_id, scope, target, halted_by, reason, created_at, released_by, released_at;
+RETURNING halt_id, scope, target, halted_by, reason, created_at, released_by, released_at,
+    pg_notify('handrail_wake', '');
 
 -- name: list_halts
 SELECT halt_id, scope, target, halted_by, reason, created_at, released_by, released_at

@@ -5,7 +5,8 @@ claim with ``FOR UPDATE SKIP LOCKED`` (claimers never queue behind each other), 
 leased write locks the task row before checking its fencing epoch, so a write and a claim
 of the same task are serialized: either the claim skips the row, or the write sees the new
 epoch and raises ``LeaseLost``. Migrations are applied when the store opens, under an
-advisory lock, so many processes may open the same database at once.
+advisory lock, so many processes may open the same database at once. Writes that make a
+task runnable NOTIFY the subscribers on commit (see ``_wake``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from handrail.store.base import (
     Halt,
     Lease,
     NewTask,
+    Subscription,
     TaskRecord,
     _Unset,
 )
@@ -46,6 +48,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     raise ConfigurationError(
         "the PostgreSQL store needs psycopg 3 and psycopg-pool: pip install 'handrail[postgres]'"
     ) from exc
+
+from handrail.store.postgres._wake import ListenSubscription
 
 __all__ = ["PostgresStore"]
 
@@ -93,6 +97,7 @@ class PostgresStore:
     ):
         self.url = url
         self._where = _redact(url)
+        self._connect_timeout = connect_timeout
         self._pool: ConnectionPool[_Conn] | None = None
         try:
             # Migrate on a connection of our own first: a bad URL or a server that is not
@@ -138,6 +143,16 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+
+    def subscribe(self) -> Subscription:
+        if self._pool is None:
+            raise StoreError("the store is closed")
+        try:
+            return ListenSubscription(
+                self.url, where=self._where, connect_timeout=self._connect_timeout
+            )
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot listen for wake-ups on {self._where}: {exc}") from exc
 
     # -- writes ------------------------------------------------------------------------
 
@@ -234,6 +249,7 @@ class PostgresStore:
                 {e.step_name for e in events if e.kind in OPENS_STEP and e.step_name}
             ),
             "update": update is not None,
+            "wake": release and run_at is not None and run_at is not UNSET,
             **(update or _NO_UPDATE),
             **_event_arrays(events),
         }
@@ -264,6 +280,8 @@ class PostgresStore:
     ) -> None:
         rows = _event_arrays(events)
         update = task_update_params(task_id, now, status, run_at, False)
+        if update is not None:
+            update["wake"] = run_at is not None and run_at is not UNSET
 
         def op(conn: _Conn) -> None:
             row = conn.execute(_Q["lock_task"], {"task_id": task_id}).fetchone()
@@ -313,7 +331,7 @@ class PostgresStore:
     ) -> list[Halt]:
         params = {"scope": scope, "target": target, "actor": actor, "now": now}
         rows = self._run(lambda conn: conn.execute(_Q["release_halts"], params).fetchall())
-        return [Halt(*r) for r in rows]
+        return [Halt(*r[:8]) for r in rows]  # r[8]: the wake-up's pg_notify
 
     def list_halts(self, *, active_only: bool = True) -> list[Halt]:
         params = {"active_only": active_only}

@@ -2,7 +2,8 @@
 
 Safe for many threads (a write connection shared through group commit, a read connection
 per thread) and many processes on the same file (SQLite's own locking; WAL lets readers run
-beside the writer). Migrations are applied when the store opens.
+beside the writer). Migrations are applied when the store opens. Wake-up signals reach the
+other processes of this machine through unix sockets (see ``_wake``).
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ from handrail.store.base import (
     Claim,
     Halt,
     Lease,
+    LocalWakeups,
     NewTask,
+    Subscription,
     TaskRecord,
     _Unset,
 )
 from handrail.store.sqlite._group_commit import GroupCommitter
+from handrail.store.sqlite._wake import SocketWakeups, wake_directory
 
 _PACKAGE = "handrail.store.sqlite"
 _Q = load_queries(_PACKAGE)
@@ -74,6 +78,12 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         self._commit = GroupCommitter(self._writer, _translate)
+        directory = wake_directory(self.path)
+        # Where this file's wake-up sockets live (None: signals stay in this store object).
+        self.wake_dir: Path | None = directory
+        self._wakeups: LocalWakeups | SocketWakeups = (
+            LocalWakeups() if directory is None else SocketWakeups(directory)
+        )
 
     # -- connections -------------------------------------------------------------------
 
@@ -147,6 +157,9 @@ class SQLiteStore:
             conn.close()
         self._writer.close()
 
+    def subscribe(self) -> Subscription:
+        return self._wakeups.subscribe()
+
     # -- writes ------------------------------------------------------------------------
 
     def create_task(self, task: NewTask) -> None:
@@ -169,6 +182,7 @@ class SQLiteStore:
             conn.execute(_Q["insert_event"], event_to_row(task.event))
 
         self._commit.run(op)
+        self._wakeups.signal()
 
     def claim_task(
         self,
@@ -269,6 +283,8 @@ class SQLiteStore:
                 conn.execute(_Q["update_task"], update)
 
         self._commit.run(op)
+        if release and run_at is not None and run_at is not UNSET:
+            self._wakeups.signal()  # handed back for any worker
 
     def append_unleased(
         self,
@@ -303,6 +319,8 @@ class SQLiteStore:
                 conn.execute(_Q["update_task"], update)
 
         self._commit.run(op)
+        if run_at is not None and run_at is not UNSET:
+            self._wakeups.signal()
 
     def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
         params = {"task_id": task_id, "actor": actor, "now": now}
@@ -314,6 +332,7 @@ class SQLiteStore:
             return row_to_task(row)
 
         record: TaskRecord = self._commit.run(op)
+        self._wakeups.signal()
         return record
 
     # -- operator controls -------------------------------------------------------------
@@ -334,6 +353,8 @@ class SQLiteStore:
     ) -> list[Halt]:
         params = {"scope": scope, "target": target, "actor": actor, "now": now}
         rows = self._commit.run(lambda conn: conn.execute(_Q["release_halts"], params).fetchall())
+        if rows:
+            self._wakeups.signal()
         return [_row_to_halt(r) for r in rows]
 
     def list_halts(self, *, active_only: bool = True) -> list[Halt]:
