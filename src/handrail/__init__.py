@@ -5,6 +5,7 @@ silently repeating a side effect. See README.md and docs/.
 """
 
 from handrail.app import App
+from handrail.audit.record import ToolCallRecord
 from handrail.approvals import Approval, ApprovalPolicy, ApprovalRequest, Decision, ProposedAction
 from handrail.clock import Clock, SystemClock
 from handrail.context import TaskContext, current_task
@@ -87,6 +88,7 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ToolCallFailed",
+    "ToolCallRecord",
     "Worker",
     "Workflow",
     "classify",

@@ -8,7 +8,7 @@ from typing import Any
 class StepRun:
     """A step attempt to execute now."""
 
-    __slots__ = ("args", "attempt", "base", "first_at", "index", "kwargs")
+    __slots__ = ("args", "attempt", "base", "first_at", "index", "kwargs", "perf", "started_at")
 
     def __init__(
         self,
@@ -25,6 +25,8 @@ class StepRun:
         self.attempt = attempt  # counts every attempt the journal has seen
         self.first_at = first_at  # when the current retry budget started
         self.base = base  # attempts before the current retry budget (a human's retry)
+        self.started_at = 0.0  # when the attempt's code began (wall clock), for the audit
+        self.perf = 0.0  # perf_counter() then
 
 
 class Recorded:

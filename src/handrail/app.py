@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from handrail import serde
 from handrail.approval_gate import GateSettings
 from handrail.approvals import Approval, ApprovalPolicy
+from handrail.auditing import Auditor
 from handrail.clock import Clock, SystemClock
 from handrail.context import _CURRENT
 from handrail.controls import CircuitBreaker, Circuits, RateLimit
@@ -51,7 +52,9 @@ class App:
     ``approval_policy`` is the default :class:`ApprovalPolicy` for tools that set none
     (default: irreversible calls need approval); ``max_pending_approvals`` caps the pending
     requests per approver group (past it, gated calls queue); ``notifiers`` tell approvers
-    (see :mod:`handrail.notify`).
+    (see :mod:`handrail.notify`). ``audit``: every tool-call attempt, approval,
+    intervention and halt leaves a record in the store's tamper-evident audit log, written
+    in the same transaction as its journal event (see docs/audit.md).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class App:
         approval_policy: ApprovalPolicy | None = None,
         max_pending_approvals: int | None = 100,
         notifiers: Sequence[Notifier] = (),
+        audit: bool = True,
     ):
         if lease_seconds <= 0:
             raise ConfigurationError("lease_seconds must be > 0")
@@ -85,6 +89,7 @@ class App:
         if max_pending_approvals is not None and max_pending_approvals < 1:
             raise ConfigurationError("max_pending_approvals must be at least 1 (or None)")
         self.notifications = Notifications(notifiers)
+        self.auditor: Auditor | None = Auditor(self.store.audit_log()) if audit else None
         self.gate_settings = GateSettings(
             policy=approval_policy or ApprovalPolicy(),
             max_pending=max_pending_approvals,
@@ -197,6 +202,7 @@ class App:
         max_calls_per_task: int | None = None,
         approval: ApprovalPolicy | str | Callable[..., bool] | None = None,
         expected_outcome: str | None = None,
+        data_subject: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -221,6 +227,7 @@ class App:
         max_calls_per_task: int | None = None,
         approval: ApprovalPolicy | str | Callable[..., bool] | None = None,
         expected_outcome: str | None = None,
+        data_subject: str | None = None,
     ) -> F | Callable[[F], F]:
         """Register a tool. Inside a workflow each call is a recorded step; outside one the
         function just runs.
@@ -245,7 +252,10 @@ class App:
         - ``approval``: its :class:`ApprovalPolicy` (or ``"always"``, ``"never"``, a
           predicate); default: the app's. Irreversible calls always need approval;
         - ``expected_outcome``: what an approver is told the call will do, a template over
-          its parameters.
+          its parameters;
+        - ``data_subject``: the parameter naming the person a call's data is about; its
+          raw payloads in the audit log are sealed under that person's key (erasable per
+          person), not the task's.
         """
 
         def register(f: F) -> F:
@@ -268,6 +278,7 @@ class App:
                 max_calls_per_task=max_calls_per_task,
                 approval=approval,
                 expected_outcome=expected_outcome,
+                data_subject=data_subject,
             )
             if tool.name in self.tools and self.tools[tool.name].fn is not f:
                 raise ConfigurationError(f"a tool named {tool.name!r} is registered already")

@@ -22,10 +22,13 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from handrail import approval_gate, gating, recovery, serde
 from handrail._plans import Recorded, StepRun
+from handrail.approvals import named_params
+from handrail.auditing import Auditor, event_rows
 from handrail.controls import CircuitBreaker, Circuits, Gate
 from handrail.errors import (
     CancelRequested,
@@ -53,6 +56,7 @@ from handrail.store.base import UNSET, Lease, Store, _Unset
 from handrail.tools import NOT_DONE, UNKNOWN, Reversibility, Tool, idempotency_key
 
 if TYPE_CHECKING:
+    from handrail.audit.record import AuditRow
     from handrail.clock import Clock
 
 _CURRENT: ContextVar[TaskContext | None] = ContextVar("handrail_task", default=None)
@@ -74,6 +78,7 @@ def _builtin(name: str) -> Tool:
         name=name,
         reversibility=Reversibility.FULLY_REVERSIBLE,
         idempotent=True,
+        audited=False,
     )
 
 
@@ -85,6 +90,7 @@ _SLEEP = Tool(
     name="handrail.sleep",
     reversibility=Reversibility.FULLY_REVERSIBLE,
     idempotent=True,
+    audited=False,
 )
 
 
@@ -109,7 +115,10 @@ class TaskContext:
         circuit_breaker: CircuitBreaker | None = None,
         gate_settings: approval_gate.GateSettings | None = None,
         agent: str | None = None,
+        auditor: Auditor | None = None,
     ):
+        self._auditor = auditor
+        self._audit_rows: list[AuditRow] = []
         self.task_id = lease.task_id
         self._gate_settings = gate_settings
         self.agent = agent or state.workflow
@@ -187,7 +196,13 @@ class TaskContext:
     def step(self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` as a recorded step named ``name`` (for an LLM call or
         any other non-deterministic operation without side effects: re-run if in doubt)."""
-        tool = Tool(fn=fn, name=name, reversibility=Reversibility.FULLY_REVERSIBLE, idempotent=True)
+        tool = Tool(
+            fn=fn,
+            name=name,
+            reversibility=Reversibility.FULLY_REVERSIBLE,
+            idempotent=True,
+            audited=False,
+        )
         return self.call_tool(tool, args, kwargs)
 
     def sleep(self, seconds: float) -> None:
@@ -232,7 +247,10 @@ class TaskContext:
         """Run ``tool`` as a recorded step (synchronous tools)."""
         plan = self._plan(tool, args, kwargs)
         fn = run or tool.fn
+        audited = self._auditor is not None and tool.audited
         while type(plan) is StepRun:
+            if audited:
+                plan.started_at, plan.perf = self._clock.now(), perf_counter()
             try:
                 output = fn(*plan.args, **plan.kwargs)
             except (Exception, HumanInterventionRequired) as exc:
@@ -247,7 +265,10 @@ class TaskContext:
     ) -> Any:
         """Run ``tool`` as a recorded step (coroutine tools)."""
         plan = self._plan(tool, args, kwargs)
+        audited = self._auditor is not None and tool.audited
         while type(plan) is StepRun:
+            if audited:
+                plan.started_at, plan.perf = self._clock.now(), perf_counter()
             try:
                 output = await tool.fn(*plan.args, **plan.kwargs)
             except (Exception, HumanInterventionRequired) as exc:
@@ -456,11 +477,44 @@ class TaskContext:
             _COMPLETED, step_index=plan.index, step_name=tool.name, outputs_json=outputs_json
         )
         self._pending.append(event)
+        if self._auditor is not None and tool.audited:
+            self.audit_attempt(tool, plan, output=serde.loads(outputs_json))
         if self._circuits is not None:
             self._circuits.succeeded(tool.name)
         if not tool.safe_to_rerun:
             self._write([])
         return serde.loads(outputs_json)
+
+    def audit_attempt(
+        self,
+        tool: Tool,
+        plan: StepRun,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        failure_class: str | None = None,
+    ) -> None:
+        """Build the audit record of one attempt; it is written with the next journal write
+        (the one that records the attempt's outcome)."""
+        auditor = self._auditor
+        if auditor is None or not tool.audited or not plan.started_at:
+            return
+        self._audit_rows.append(
+            auditor.tool_call(
+                state=self.state,
+                agent=self.agent,
+                tool=tool,
+                index=plan.index,
+                attempt=plan.attempt,
+                params=named_params(tool, plan.args, plan.kwargs),
+                started_at=plan.started_at,
+                duration_ms=(perf_counter() - plan.perf) * 1000.0,
+                logged_at=self._clock.now(),
+                output=output,
+                error=error,
+                failure_class=failure_class,
+            )
+        )
 
     def _with_key(self, tool: Tool, index: int, kwargs: dict[str, Any]) -> dict[str, Any]:
         if not tool.takes_idempotency_key:
@@ -492,6 +546,9 @@ class TaskContext:
         batch = self._pending + list(events) if self._pending else list(events)
         if not batch and isinstance(run_at, _Unset) and not release and status is None:
             return
+        audit = self._audit_rows
+        if self._auditor is not None:
+            audit = audit + event_rows(self._auditor, events)
         try:
             self._store.append_events(
                 self._lease,
@@ -501,6 +558,7 @@ class TaskContext:
                 run_at=run_at,
                 release=release,
                 boundary=boundary,
+                audit=audit,
             )
         except CancelRequested:
             if events:
@@ -513,6 +571,7 @@ class TaskContext:
             gating.park_halted(self, halt, events)
             raise Suspended(str(halt)) from None
         self._pending = []
+        self._audit_rows = []
         # Steps this run records are never looked up again by index, so folding them into
         # the state can wait until someone reads it.
         self._unapplied.extend(batch)

@@ -23,7 +23,7 @@ from handrail.approvals import (
 from handrail.clock import Clock
 from handrail.errors import InvalidOperationError, NotFoundError, StaleWriteError
 from handrail.journal import Event, EventKind, TaskStatus, apply, fold
-from handrail.ops import _require_actor, show_task
+from handrail.ops import _require_actor, append_audited, show_task
 from handrail.store.base import Store
 
 _AWAITING = [TaskStatus.AWAITING_APPROVAL]
@@ -135,7 +135,8 @@ def decide(
         else:
             status, run_at = TaskStatus.PENDING, now
         try:
-            store.append_unleased(
+            append_audited(
+                store,
                 approval.task_id,
                 [event],
                 expect_seq=seq,

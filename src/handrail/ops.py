@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from handrail import serde
+from handrail.auditing import event_rows, for_store
 from handrail.clock import Clock
 from handrail.errors import InvalidOperationError, NotFoundError, StaleWriteError
 from handrail.journal import (
@@ -25,7 +26,7 @@ from handrail.journal import (
     TaskStatus,
     fold,
 )
-from handrail.store.base import Halt, Store, TaskRecord
+from handrail.store.base import UNSET, Halt, Store, TaskRecord, _Unset
 
 Resolution = Literal["mark_done", "retry", "skip", "fail"]
 RESOLUTIONS: tuple[str, ...] = ("mark_done", "retry", "skip", "fail")
@@ -49,6 +50,29 @@ def _require_actor(actor: str | None) -> str:
             "HANDRAIL_PRINCIPAL)"
         )
     return actor.strip()
+
+
+def append_audited(
+    store: Store,
+    task_id: str,
+    events: Sequence[Event],
+    *,
+    expect_seq: int,
+    now: float,
+    status: TaskStatus | None = None,
+    run_at: float | _Unset | None = UNSET,
+) -> None:
+    """An operator's journal write, with the audit records of its actions in the same
+    transaction."""
+    store.append_unleased(
+        task_id,
+        events,
+        expect_seq=expect_seq,
+        now=now,
+        status=status,
+        run_at=run_at,
+        audit=event_rows(for_store(store), events),
+    )
 
 
 def _retrying(fn: Callable[[], T], attempts: int = 5) -> T:
@@ -108,7 +132,8 @@ def cancel_task(
             return record.status
         seq = view.state.last_seq
         data = {"reason": reason} if reason else None
-        store.append_unleased(
+        append_audited(
+            store,
             task_id,
             [
                 _event(task_id, seq + 1, EventKind.CANCEL_REQUESTED, now, actor=who, data=data),
@@ -152,7 +177,8 @@ def resume_task(store: Store, clock: Clock, task_id: str, *, actor: str) -> Task
                 task_id=task_id,
             )
         seq = view.state.last_seq
-        store.append_unleased(
+        append_audited(
+            store,
             task_id,
             [_event(task_id, seq + 1, EventKind.TASK_RESUMED, now, actor=who)],
             expect_seq=seq,
@@ -288,8 +314,14 @@ def resolve_intervention(
             status, run_at = TaskStatus.AWAITING_INTERVENTION, None
         else:
             status, run_at = TaskStatus.PENDING, now
-        store.append_unleased(
-            task_id, events, expect_seq=view.state.last_seq, now=now, status=status, run_at=run_at
+        append_audited(
+            store,
+            task_id,
+            events,
+            expect_seq=view.state.last_seq,
+            now=now,
+            status=status,
+            run_at=run_at,
         )
         return status
 
@@ -344,6 +376,7 @@ def halt(
         created_at=now,
     )
     store.add_halt(item)
+    _audit_control(store, "halt", item, who, now)
     return item
 
 
@@ -359,6 +392,8 @@ def release(
     if not released:
         what = "everything" if scope == "all" else f"{scope} {target}"
         raise InvalidOperationError(f"no active halt of {what}; see `handrail halts`")
+    for item in released:
+        _audit_control(store, "release", item, who, now)
     active = store.list_halts()
     resumed: list[str] = []
     for record in store.list_tasks(statuses=[TaskStatus.HALTED], limit=100_000):
@@ -372,7 +407,8 @@ def release(
             if any(h.covers(task_id, tool) for h in active):
                 return False
             seq = view.state.last_seq
-            store.append_unleased(
+            append_audited(
+                store,
                 task_id,
                 [
                     _event(
@@ -394,6 +430,20 @@ def release(
         if _retrying(attempt):
             resumed.append(record.task_id)
     return released, resumed
+
+
+def _audit_control(store: Store, kind: str, item: Halt, actor: str, now: float) -> None:
+    """The audit record of pressing (or releasing) the stop button."""
+    row = for_store(store).action(
+        kind,
+        call_id=f"halt:{item.halt_id}:{kind}",
+        task_id=item.target if item.scope == "task" else None,
+        actor=actor,
+        timestamp=now,
+        details={"halt_id": item.halt_id, "scope": item.scope, "target": item.target,
+                 "reason": item.reason},
+    )  # fmt: skip
+    store.audit_log().append([row])
 
 
 def list_halts(store: Store, *, include_released: bool = False) -> list[Halt]:

@@ -140,6 +140,7 @@ def recover(ctx: TaskContext, tool: Tool, plan: StepRun, exc: BaseException) -> 
     status = http_status(exc)
     if status is not None:
         error["http_status"] = status
+    ctx.audit_attempt(tool, plan, error=error, failure_class=failure_class.value)
     breaker = tool.circuit_breaker or ctx._breaker
     if failure_class is FailureClass.TRANSIENT and breaker and ctx._circuits is not None:
         circuit = ctx._circuits.failed(tool.name, breaker)

@@ -16,6 +16,11 @@ import dataclasses
 import threading
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from handrail.audit.memory import MemoryAuditLog
+    from handrail.audit.record import AuditRow
 
 from handrail.errors import CancelRequested, Halted, LeaseLost, StaleWriteError, TaskExistsError
 from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
@@ -67,9 +72,18 @@ class MemoryStore:
         self._circuits: dict[str, CircuitState] = {}
         self._rates: dict[str, tuple[float, int]] = {}
         self._wakeups = LocalWakeups()
+        self._audit_log: MemoryAuditLog | None = None
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def audit_log(self) -> MemoryAuditLog:
+        with self._lock:
+            if self._audit_log is None:
+                from handrail.audit.memory import MemoryAuditLog
+
+                self._audit_log = MemoryAuditLog()
+            return self._audit_log
 
     def subscribe(self) -> Subscription:
         return self._wakeups.subscribe()
@@ -211,6 +225,7 @@ class MemoryStore:
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
+        audit: Sequence[AuditRow] = (),
     ) -> None:
         with self._lock:
             r = self._tasks.get(lease.task_id)
@@ -228,6 +243,8 @@ class MemoryStore:
                             lease.task_id, halt.halt_id, halt.scope, halt.target, halt.halted_by
                         )
             self._apply(lease.task_id, events, now, status, run_at, release)
+            if audit:
+                self.audit_log().append(audit)
         if release and run_at is not None and run_at is not UNSET:
             self._wakeups.signal()
 
@@ -240,6 +257,7 @@ class MemoryStore:
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
+        audit: Sequence[AuditRow] = (),
     ) -> None:
         with self._lock:
             r = self._tasks.get(task_id)
@@ -251,6 +269,8 @@ class MemoryStore:
                 raise StaleWriteError(task_id, "its journal moved on")
             self._replace(task_id, epoch=r.epoch + 1, lease_owner=None, lease_expires_at=None)
             self._apply(task_id, events, now, status, run_at, False)
+            if audit:
+                self.audit_log().append(audit)
         if run_at is not None and run_at is not UNSET:
             self._wakeups.signal()
 

@@ -94,6 +94,8 @@ class Tool:
     max_calls_per_task: int | None = None
     approval: ApprovalPolicy | None = None
     expected_outcome: str | None = None
+    data_subject: str | None = None
+    audited: bool = True
 
     @property
     def safe_to_rerun(self) -> bool:
@@ -134,6 +136,7 @@ def make_tool(
     max_calls_per_task: int | None = None,
     approval: ApprovalPolicy | str | Callable[..., bool] | None = None,
     expected_outcome: str | None = None,
+    data_subject: str | None = None,
 ) -> Tool:
     """Check the metadata against the function and build the :class:`Tool`."""
     tool_name = name or default_name(fn)
@@ -162,6 +165,11 @@ def make_tool(
         raise ConfigurationError(f"tool {tool_name!r}: retry must be a handrail.RetryPolicy")
     if max_calls_per_task is not None and max_calls_per_task < 1:
         raise ConfigurationError(f"tool {tool_name!r}: max_calls_per_task must be >= 1")
+    if data_subject is not None and data_subject not in inspect.signature(fn).parameters:
+        raise ConfigurationError(
+            f"tool {tool_name!r}: data_subject={data_subject!r} names no parameter of it; "
+            "name the parameter that identifies the person the call's data is about"
+        )
     policy = coerce_policy(approval)
     check_tool_policy(tool_name, rev.value, policy)
     rules: tuple[Rule, ...] = (
@@ -187,4 +195,5 @@ def make_tool(
         max_calls_per_task=max_calls_per_task,
         approval=policy,
         expected_outcome=expected_outcome,
+        data_subject=data_subject,
     )

@@ -119,6 +119,7 @@ def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) ->
         circuits=app.circuits,
         circuit_breaker=app.circuit_breaker,
         gate_settings=app.gate_settings,
+        auditor=app.auditor,
     )
     token = _CURRENT.set(ctx)
     try:

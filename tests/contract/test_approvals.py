@@ -550,7 +550,9 @@ def test_past_the_cap_gated_calls_queue_and_the_operator_is_told(
 ) -> None:
     seen = RecordingNotifier()
     sent = Sent()
-    app, renew = renewal_app(make_app, sent, max_pending_approvals=2, notifiers=[seen])
+    app, renew = renewal_app(
+        make_app, sent, max_pending_approvals=2, notifiers=[seen], max_inline_wait=0
+    )  # the re-checks are due in 5 s on a clock that moves only when told
     handles = []
     for vendor in ("a", "b", "c", "d"):
         handles.append(app.run(renew, vendor))

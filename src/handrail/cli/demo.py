@@ -23,8 +23,9 @@ def demo(db: Path | None, keep: bool) -> None:
     transient failure (retried after a durable back-off), a stale-data conflict (inputs
     refreshed), a permission failure (an intervention an operator resolves) and a SIGKILL
     mid-task, with two approval gates: a low-risk CRM update auto-approved on its deadline
-    and an irreversible e-mail approved by a named approver; resume it, and check from the journal and the systems' files that each was
-    handled and every side effect happened exactly once.
+    and an irreversible e-mail approved by a named approver; resume it, and check from the
+    journal and the systems' files that each was handled and every side effect happened
+    exactly once.
 
     Ignores the global --app and --db: the demo brings its own app and a fresh store.
     Exits 0 if the verdict is PASS.

@@ -28,9 +28,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from handrail.journal import Event, TaskStatus
+
+if TYPE_CHECKING:
+    from handrail.audit.log import AuditLog
+    from handrail.audit.record import AuditRow
 
 
 class _Unset:
@@ -245,12 +249,14 @@ class Store(Protocol):
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
+        audit: Sequence[AuditRow] = (),
     ) -> None:
         """Append ``events`` atomically, fenced by ``lease``; optionally set the status, the
         next due time, and give up the lease. Raises ``LeaseLost`` if the epoch moved. With
         ``boundary`` (the write opens a step), raises ``CancelRequested`` if an operator
         asked to cancel and ``Halted`` if an active halt covers everything, the task or the
-        tool of a ``step_started``/``step_retried`` event, writing nothing."""
+        tool of a ``step_started``/``step_retried`` event, writing nothing. ``audit`` rows
+        are inserted into the audit log in the same transaction."""
 
     def append_unleased(
         self,
@@ -261,10 +267,15 @@ class Store(Protocol):
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
+        audit: Sequence[AuditRow] = (),
     ) -> None:
         """An operator's write to a task no live lease holds, whose journal ends at
         ``expect_seq``; ``StaleWriteError`` otherwise. It bumps the epoch, so a worker whose
-        lease merely expired can write no more."""
+        lease merely expired can write no more. ``audit`` rows go in the same transaction."""
+
+    def audit_log(self) -> AuditLog:
+        """The audit log in this store's database (opened on first use, closed with the
+        store): records, checkpoints, proofs, payload keys."""
 
     def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
         """Flag the task for cancellation (the lease holder finalizes it at its next step

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from handrail.errors import (
@@ -50,6 +50,17 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from handrail.store.postgres._wake import ListenSubscription
+
+if TYPE_CHECKING:
+    from handrail.audit.record import AuditRow
+    from handrail.store.postgres.audit import PostgresAuditLog
+
+
+def insert_audit_records(conn: Any, rows: Sequence[AuditRow]) -> None:
+    from handrail.store.postgres import audit
+
+    audit.insert_audit_records(conn, rows)
+
 
 __all__ = ["PostgresStore"]
 
@@ -96,6 +107,7 @@ class PostgresStore:
         connect_timeout: float = 10.0,
     ):
         self.url = url
+        self._audit_log: PostgresAuditLog | None = None
         self._where = _redact(url)
         self._connect_timeout = connect_timeout
         self._pool: ConnectionPool[_Conn] | None = None
@@ -139,7 +151,17 @@ class PostgresStore:
         except UnicodeEncodeError as exc:  # a str the driver cannot send (a lone surrogate)
             raise StoreError(f"PostgreSQL: cannot encode a value: {exc}") from exc
 
+    def audit_log(self) -> PostgresAuditLog:
+        if self._audit_log is None:
+            from handrail.store.postgres.audit import PostgresAuditLog
+
+            self._audit_log = PostgresAuditLog(self.url)
+        return self._audit_log
+
     def close(self) -> None:
+        if self._audit_log is not None:
+            self._audit_log.close()
+            self._audit_log = None
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
@@ -238,6 +260,7 @@ class PostgresStore:
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
+        audit: Sequence[AuditRow] = (),
     ) -> None:
         update = task_update_params(lease.task_id, now, status, run_at, release)
         params = {
@@ -265,6 +288,8 @@ class PostgresStore:
                 raise CancelRequested(lease.task_id)
             if fence[3] is not None:
                 raise Halted(lease.task_id, fence[3], fence[4], fence[5], fence[6])
+            if audit:
+                insert_audit_records(conn, audit)
 
         self._run(op)
 
@@ -277,6 +302,7 @@ class PostgresStore:
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
+        audit: Sequence[AuditRow] = (),
     ) -> None:
         rows = _event_arrays(events)
         update = task_update_params(task_id, now, status, run_at, False)
@@ -299,6 +325,8 @@ class PostgresStore:
                 raise _seq_taken(task_id) from None
             if update is not None:
                 conn.execute(_Q["update_task"], update)
+            if audit:
+                insert_audit_records(conn, audit)
 
         self._run(op)
 

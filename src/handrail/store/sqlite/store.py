@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handrail.errors import (
     CancelRequested,
@@ -48,6 +48,17 @@ from handrail.store.base import (
 from handrail.store.sqlite._group_commit import GroupCommitter
 from handrail.store.sqlite._wake import SocketWakeups, wake_directory
 
+if TYPE_CHECKING:
+    from handrail.audit.record import AuditRow
+    from handrail.store.sqlite.audit import SQLiteAuditLog
+
+
+def insert_audit_records(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
+    from handrail.store.sqlite import audit
+
+    audit.insert_audit_records(conn, rows)
+
+
 _PACKAGE = "handrail.store.sqlite"
 _Q = load_queries(_PACKAGE)
 _CLAIMED = EventKind.TASK_CLAIMED
@@ -66,6 +77,7 @@ class SQLiteStore:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = str(path)
+        self._audit_log: SQLiteAuditLog | None = None
         self._synchronous = synchronous
         self._timeout = timeout
         self._local = threading.local()
@@ -149,8 +161,19 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
 
+    def audit_log(self) -> SQLiteAuditLog:
+        with self._readers_lock:
+            if self._audit_log is None:
+                from handrail.store.sqlite.audit import SQLiteAuditLog
+
+                self._audit_log = SQLiteAuditLog(self.path, timeout=self._timeout)
+            return self._audit_log
+
     def close(self) -> None:
         self._closed = True
+        if self._audit_log is not None:
+            self._audit_log.close()
+            self._audit_log = None
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for conn in readers:
@@ -252,6 +275,7 @@ class SQLiteStore:
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
+        audit: Sequence[AuditRow] = (),
     ) -> None:
         task_id, epoch, owner = lease.task_id, lease.epoch, lease.worker_id
         rows = [
@@ -281,6 +305,8 @@ class SQLiteStore:
                 _refuse(conn, lease, boundary, tools)
             if update is not None:
                 conn.execute(_Q["update_task"], update)
+            if audit:
+                insert_audit_records(conn, audit)
 
         self._commit.run(op)
         if release and run_at is not None and run_at is not UNSET:
@@ -295,6 +321,7 @@ class SQLiteStore:
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
+        audit: Sequence[AuditRow] = (),
     ) -> None:
         rows = [event_to_row(e) for e in events]
         update = task_update_params(task_id, now, status, run_at, False)
@@ -317,6 +344,8 @@ class SQLiteStore:
                 ) from None
             if update is not None:
                 conn.execute(_Q["update_task"], update)
+            if audit:
+                insert_audit_records(conn, audit)
 
         self._commit.run(op)
         if run_at is not None and run_at is not UNSET:

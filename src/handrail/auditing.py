@@ -1,0 +1,188 @@
+"""The engine's side of the audit log: the records its tool calls and operators' actions
+leave, built before the transaction that journals them and written in it.
+
+A tool-call attempt's record rides with the journal event that ends the attempt
+(``step_completed`` or ``step_failed``): no record without its step, no step without its
+record. Approvals, interventions, halts and erasures leave records of their own kinds.
+Records hold raw payloads only sealed (AES-GCM, under the task's key or the data
+subject's), and a redacted compliance view; see :mod:`handrail.audit.record`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from handrail.audit.log import AuditLog
+    from handrail.audit.record import AuditRow
+    from handrail.audit.redact import Redactor
+    from handrail.journal import Event, TaskState
+    from handrail.store.base import Store
+    from handrail.tools import Tool
+
+_UNSET: Any = object()
+
+
+class Auditor:
+    """Builds audit rows over one store's audit log (its key store seals payloads)."""
+
+    def __init__(self, log: AuditLog, *, redactor: Redactor | None = None):
+        self.log = log
+        self.redactor = redactor
+        self._lock = threading.Lock()
+
+    def authorized_by(self, state: TaskState, index: int) -> tuple[str, str | None]:
+        """Who authorized step ``index``: its approvers (or the timer), else the task's
+        initiator, else the policy that let it through. And the approval's id, if any."""
+        approval = state.approval_for_step(index)
+        if approval is not None and approval.status == "approved":
+            return ", ".join(approval.approvers_approving()), approval.request_id
+        if state.initiator:
+            return state.initiator, None
+        return "policy: no approval required", None
+
+    def tool_call(
+        self,
+        *,
+        state: TaskState,
+        agent: str,
+        tool: Tool,
+        index: int,
+        attempt: int,
+        params: Mapping[str, Any],
+        started_at: float,
+        duration_ms: float,
+        logged_at: float,
+        output: Any = _UNSET,
+        error: BaseException | Mapping[str, Any] | None = None,
+        failure_class: str | None = None,
+    ) -> AuditRow:
+        from handrail.audit.payloads import subject_key_id
+        from handrail.audit.record import build_tool_call_record
+
+        authorized_by, approval = self.authorized_by(state, index)
+        key_id = None
+        if tool.data_subject is not None and params.get(tool.data_subject) is not None:
+            key_id = subject_key_id(str(params[tool.data_subject]))
+        return build_tool_call_record(
+            call_id=f"{state.task_id}:{index}:{attempt}",
+            task_id=state.task_id,
+            tool_name=tool.name,
+            params=params,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            logged_at=logged_at,
+            vault=self.log.vault,
+            output=None if output is _UNSET else output,
+            error=error,
+            failure_class=failure_class,
+            describe=tool.describe,
+            data_accessed=tool.data_accessed,
+            data_modified=tool.data_modified,
+            agent_id=agent,
+            authorized_by=authorized_by,
+            approval=approval,
+            step_index=index,
+            attempt=attempt,
+            redactor=self.redactor,
+            key_id=key_id,
+        )
+
+    def action(
+        self,
+        kind: str,
+        *,
+        call_id: str,
+        task_id: str | None,
+        actor: str | None,
+        timestamp: float,
+        details: Mapping[str, Any] | None = None,
+    ) -> AuditRow:
+        """The record of a human's (or a timer's) action: an approval requested or decided,
+        an intervention, a halt, an erasure."""
+        from handrail.audit.record import build_audit_record
+
+        return build_audit_record(
+            kind,
+            call_id=call_id,
+            task_id=task_id,
+            actor=actor,
+            timestamp=timestamp,
+            logged_at=timestamp,
+            details=details,
+            redactor=self.redactor,
+        )
+
+
+_AUDITED_EVENTS = {
+    "approval_requested": "approval_requested",
+    "approval_decided": "approval_decided",
+    "intervention_raised": "intervention_raised",
+    "intervention_resolved": "intervention_resolved",
+    "task_halted": "halt",
+    "task_released": "release",
+    "cancel_requested": "cancel",
+}
+
+
+def event_rows(auditor: Auditor | None, events: Sequence[Event]) -> list[AuditRow]:
+    """The audit records of the human (and timer) actions among ``events``: approvals
+    requested and decided, interventions raised and resolved, halts, releases, cancels."""
+    if auditor is None:
+        return []
+    rows: list[AuditRow] = []
+    for event in events:
+        kind = _AUDITED_EVENTS.get(event.kind.value)
+        if kind is None:
+            continue
+        data = dict(event.data or {})
+        details: dict[str, Any] = {"event": event.kind.value, "seq": event.seq}
+        if event.step_index is not None:
+            details["step_index"] = event.step_index
+            details["tool"] = event.step_name
+        for name in _DETAIL_FIELDS:
+            if data.get(name) is not None:
+                details[name] = data[name]
+        actor = event.actor
+        if event.kind.value == "approval_requested":
+            actor = data.get("requesting_agent")
+        rows.append(
+            auditor.action(
+                kind,
+                call_id=f"{event.task_id}:event:{event.seq}",
+                task_id=event.task_id,
+                actor=actor,
+                timestamp=event.timestamp,
+                details=details,
+            )
+        )
+    return rows
+
+
+_DETAIL_FIELDS = (
+    "request_id",
+    "proposed_action",
+    "reversibility",
+    "approvers",
+    "quorum",
+    "digest",
+    "expires_at",
+    "decision",
+    "reason",
+    "comment",
+    "edited_digest",
+    "intervention_id",
+    "kind",
+    "action",
+    "halt_id",
+    "halt_ids",
+    "scope",
+    "target",
+)
+
+
+def for_store(store: Store) -> Auditor:
+    """An auditor over ``store``'s audit log."""
+    return Auditor(store.audit_log())
