@@ -31,6 +31,7 @@ from handrail.workflow import Workflow, drive, make_workflow
 
 if TYPE_CHECKING:
     from handrail.notify import Notifier
+    from handrail.tracing import Tracing
     from handrail.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,7 +55,9 @@ class App:
     requests per approver group (past it, gated calls queue); ``notifiers`` tell approvers
     (see :mod:`handrail.notify`). ``audit``: every tool-call attempt, approval,
     intervention and halt leaves a record in the store's tamper-evident audit log, written
-    in the same transaction as its journal event (see docs/audit.md).
+    in the same transaction as its journal event (see docs/audit.md). ``tracing``:
+    OpenTelemetry spans per task run and tool call (``True`` for the global tracer
+    provider, or a :class:`~handrail.tracing.Tracing`; needs ``handrail[otel]``).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class App:
         max_pending_approvals: int | None = 100,
         notifiers: Sequence[Notifier] = (),
         audit: bool = True,
+        tracing: Tracing | bool = False,
     ):
         if lease_seconds <= 0:
             raise ConfigurationError("lease_seconds must be > 0")
@@ -89,6 +93,7 @@ class App:
         if max_pending_approvals is not None and max_pending_approvals < 1:
             raise ConfigurationError("max_pending_approvals must be at least 1 (or None)")
         self.notifications = Notifications(notifiers)
+        self.tracing: Tracing | None = _tracing(tracing)
         self.auditor: Auditor | None = Auditor(self.store.audit_log()) if audit else None
         self.gate_settings = GateSettings(
             policy=approval_policy or ApprovalPolicy(),
@@ -549,6 +554,20 @@ class App:
     def remove_waker(self, event: threading.Event) -> None:
         if event in self._wakers:
             self._wakers.remove(event)
+
+
+def _tracing(value: Tracing | bool) -> Tracing | None:
+    if value is False or value is None:
+        return None
+    if value is True:
+        try:
+            from handrail.tracing import Tracing
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigurationError(
+                "tracing needs OpenTelemetry: pip install 'handrail[otel]'"
+            ) from exc
+        return Tracing()
+    return value
 
 
 def _wrap(tool: Tool) -> Any:

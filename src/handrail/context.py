@@ -20,7 +20,8 @@ from __future__ import annotations
 import random as _random
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -58,6 +59,7 @@ from handrail.tools import NOT_DONE, UNKNOWN, Reversibility, Tool, idempotency_k
 if TYPE_CHECKING:
     from handrail.audit.record import AuditRow
     from handrail.clock import Clock
+    from handrail.tracing import Tracing
 
 _CURRENT: ContextVar[TaskContext | None] = ContextVar("handrail_task", default=None)
 
@@ -116,8 +118,10 @@ class TaskContext:
         gate_settings: approval_gate.GateSettings | None = None,
         agent: str | None = None,
         auditor: Auditor | None = None,
+        tracing: Tracing | None = None,
     ):
         self._auditor = auditor
+        self._tracing = tracing
         self._audit_rows: list[AuditRow] = []
         self.task_id = lease.task_id
         self._gate_settings = gate_settings
@@ -252,7 +256,12 @@ class TaskContext:
             if audited:
                 plan.started_at, plan.perf = self._clock.now(), perf_counter()
             try:
-                output = fn(*plan.args, **plan.kwargs)
+                if self._tracing is None:
+                    output = fn(*plan.args, **plan.kwargs)
+                else:
+                    with self._tool_span(tool, plan) as span:
+                        output = fn(*plan.args, **plan.kwargs)
+                        self._tracing.succeeded(span, output)
             except (Exception, HumanInterventionRequired) as exc:
                 plan = recovery.recover(self, tool, plan, exc)
                 continue
@@ -270,7 +279,12 @@ class TaskContext:
             if audited:
                 plan.started_at, plan.perf = self._clock.now(), perf_counter()
             try:
-                output = await tool.fn(*plan.args, **plan.kwargs)
+                if self._tracing is None:
+                    output = await tool.fn(*plan.args, **plan.kwargs)
+                else:
+                    with self._tool_span(tool, plan) as span:
+                        output = await tool.fn(*plan.args, **plan.kwargs)
+                        self._tracing.succeeded(span, output)
             except (Exception, HumanInterventionRequired) as exc:
                 plan = recovery.recover(self, tool, plan, exc)
                 continue
@@ -484,6 +498,34 @@ class TaskContext:
         if not tool.safe_to_rerun:
             self._write([])
         return serde.loads(outputs_json)
+
+    @contextmanager
+    def _tool_span(self, tool: Tool, plan: StepRun) -> Iterator[Any]:
+        """The attempt's span; a failure is marked on it with its class."""
+        tracing = self._tracing
+        assert tracing is not None
+        if not tool.audited:  # built-in steps (the clock, randomness, LLM calls) make none
+            yield None
+            return
+        approval = self.state.approval_of_step.get(plan.index)
+        with tracing.tool_span(
+            task_id=self.task_id,
+            tool=tool.name,
+            index=plan.index,
+            attempt=plan.attempt,
+            approval=approval,
+            args=plan.args,
+            kwargs=plan.kwargs,
+        ) as span:
+            try:
+                yield span
+            except (Exception, HumanInterventionRequired) as exc:
+                if isinstance(exc, HumanInterventionRequired):
+                    failure = exc.failure_class or FailureClass.PERMISSION.value
+                else:
+                    failure = self._classifier.classify(exc, tool.rules).value
+                tracing.failed(span, exc, failure)
+                raise
 
     def audit_attempt(
         self,

@@ -107,6 +107,24 @@ def _error(exc: BaseException, **extra: Any) -> dict[str, Any]:
 
 def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) -> TaskStatus:
     """Run one claimed task until it finishes or suspends; return the status it reached."""
+    tracing = app.tracing
+    if tracing is None:
+        return _drive(app, claim, stopping)
+    workflow = app.workflows.get(claim.task.workflow)
+    agent = (workflow.agent if workflow else None) or claim.task.workflow
+    with tracing.task_span(
+        task_id=claim.lease.task_id,
+        workflow=claim.task.workflow,
+        agent=agent,
+        worker=claim.lease.worker_id,
+        epoch=claim.lease.epoch,
+    ) as span:
+        status = _drive(app, claim, stopping)
+        tracing.outcome(span, status.value)
+        return status
+
+
+def _drive(app: App, claim: Claim, stopping: Callable[[], bool] | None) -> TaskStatus:
     state = fold(claim.events)
     ctx = TaskContext(
         store=app.store,
@@ -120,6 +138,7 @@ def drive(app: App, claim: Claim, stopping: Callable[[], bool] | None = None) ->
         circuit_breaker=app.circuit_breaker,
         gate_settings=app.gate_settings,
         auditor=app.auditor,
+        tracing=app.tracing,
     )
     token = _CURRENT.set(ctx)
     try:
