@@ -97,6 +97,21 @@ def test_an_idle_worker_runs_a_task_when_another_process_releases_a_halt(
         _wait_for(lambda: _status(app, task_id) is TaskStatus.COMPLETED, WOKEN_WITHIN)
 
 
+def test_an_approval_decided_in_another_process_wakes_an_idle_worker(
+    db: str, wakeapp: Any
+) -> None:
+    app: App = wakeapp.app
+    with app.worker(concurrency=1, poll_interval=POLL):
+        task_id = app.start(wakeapp.gated, "the report").task_id
+        _wait_for(lambda: _status(app, task_id) is TaskStatus.AWAITING_APPROVAL, WOKEN_WITHIN)
+        record = app.store.get_task(task_id)
+        assert record is not None
+        assert record.lease_owner is None  # waiting, it holds no worker
+        _operator(db, "approve", task_id)
+        _wait_for(lambda: _status(app, task_id) is TaskStatus.COMPLETED, WOKEN_WITHIN)
+    assert app.handle(task_id).result() == "published the report"
+
+
 def test_stop_is_prompt_and_leaves_no_threads(db: str, wakeapp: Any) -> None:
     import threading
 

@@ -1,7 +1,7 @@
 """A small app for wake-up tests on the store at ``$WAKE_DB``: ``python -m wakeapp
-start NAME|release`` acts as an operator in another process; ``python -m wakeapp idle``
-runs an idle worker for a second and prints the CPU seconds and voluntary context
-switches the process spent meanwhile."""
+start NAME|approve TASK_ID|release`` acts as an operator in another process;
+``python -m wakeapp idle`` runs an idle worker for a second and prints the CPU seconds
+and voluntary context switches the process spent meanwhile."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ def job(ctx: TaskContext, name: str) -> str:
     return greet(name)
 
 
+@app.tool(approval="always")
+def publish(text: str) -> str:
+    return f"published {text}"
+
+
+@app.workflow
+def gated(ctx: TaskContext, text: str) -> str:
+    return publish(text)
+
+
 def _idle() -> None:
     import resource
 
@@ -40,6 +50,9 @@ def main() -> None:
     try:
         if sys.argv[1] == "start":
             print(app.start(job, sys.argv[2]).task_id)
+        elif sys.argv[1] == "approve":
+            (pending,) = app.approvals(task_id=sys.argv[2])
+            app.approve(pending.request_id, by="approver")
         elif sys.argv[1] == "release":
             app.release("all", by="operator")
         elif sys.argv[1] == "idle":
