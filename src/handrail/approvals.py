@@ -146,10 +146,34 @@ def check_tool_policy(tool_name: str, reversibility: str, policy: ApprovalPolicy
         )
 
 
-def named_params(tool: Tool, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The call's parameters by name (defaults filled in), as the approver sees them."""
+_SIGNATURES: dict[Any, tuple[inspect.Signature, tuple[str, ...] | None]] = {}
+
+
+def _signature(fn: Callable[..., Any]) -> tuple[inspect.Signature, tuple[str, ...] | None]:
+    """The function's signature, and its parameter names when every one is a plain
+    positional-or-keyword one without a default (calls bind by zipping)."""
+    found = _SIGNATURES.get(fn)
+    if found is None:
+        signature = inspect.signature(fn)
+        plain = all(
+            p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.default is p.empty
+            for p in signature.parameters.values()
+        )
+        names = tuple(signature.parameters) if plain else None
+        found = _SIGNATURES[fn] = (signature, names)
+    return found
+
+
+def named_params(
+    tool: Tool, args: tuple[Any, ...], kwargs: Mapping[str, Any], *, as_json: bool = True
+) -> dict[str, Any]:
+    """The call's parameters by name (defaults filled in), as the approver sees them;
+    with ``as_json`` as the journal would give them back (tuples as lists...)."""
+    signature, names = _signature(tool.fn)
+    if names is not None and not kwargs and len(args) == len(names) and not as_json:
+        return dict(zip(names, args, strict=True))
     try:
-        bound = inspect.signature(tool.fn).bind(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
     except TypeError:
         return {"args": list(args), "kwargs": dict(kwargs)}
     bound.apply_defaults()
@@ -162,6 +186,8 @@ def named_params(tool: Tool, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
             params[name] = list(value)
         elif name != "idempotency_key":
             params[name] = value
+    if not as_json:
+        return params
     return serde.loads(serde.dumps(params, what="input", step=tool.name))  # type: ignore[no-any-return]
 
 

@@ -548,7 +548,7 @@ class TaskContext:
                 tool=tool,
                 index=plan.index,
                 attempt=plan.attempt,
-                params=named_params(tool, plan.args, plan.kwargs),
+                params=named_params(tool, plan.args, plan.kwargs, as_json=False),
                 started_at=plan.started_at,
                 duration_ms=(perf_counter() - plan.perf) * 1000.0,
                 logged_at=self._clock.now(),

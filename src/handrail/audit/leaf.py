@@ -27,12 +27,15 @@ __all__ = ["canonical_json", "decode_leaf", "encode_leaf", "leaf_seq"]
 _SEQ_MARK = b',"seq":'
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """``value`` as canonical JSON bytes: sorted keys, no whitespace, UTF-8."""
     try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = _CANONICAL.encode(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"an audit record must be plain JSON (str keys, no NaN): {exc}",

@@ -49,7 +49,8 @@ import os
 import re
 import struct
 import threading
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from handrail.clock import Clock, SystemClock
 from handrail.errors import HandrailError
@@ -430,6 +431,12 @@ def _parse(envelope: bytes) -> tuple[int, str, bytes, bytes, bytes]:
     return kind, key_id, envelope[:body], nonce, envelope[body + _NONCE_BYTES :]
 
 
+def _encrypt(cipher: Any, kind: int, key_id: str, plaintext: bytes, aad: bytes) -> bytes:
+    header = _header(kind, key_id)
+    nonce = os.urandom(_NONCE_BYTES)
+    return bytes(header + nonce + cipher.encrypt(nonce, plaintext, header + aad))
+
+
 def envelope_key_id(envelope: bytes) -> str:
     """The key id an envelope was sealed under (read from its header, not verified)."""
     return _parse(envelope)[1]
@@ -476,10 +483,23 @@ class PayloadVault:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         check_key_id(key_id)
-        key = self.keys.get_or_create(key_id)
-        header = _header(kind, key_id)
-        nonce = os.urandom(_NONCE_BYTES)
-        return header + nonce + AESGCM(key).encrypt(nonce, plaintext, header + aad)
+        return _encrypt(AESGCM(self.keys.get_or_create(key_id)), kind, key_id, plaintext, aad)
+
+    def seal_committed_all(
+        self, key_id: str, values: Sequence[tuple[bytes, bytes]]
+    ) -> list[SealedPayload]:
+        """:meth:`seal_committed` for several ``(value, aad)`` pairs under one key, read
+        from the key store once."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        check_key_id(key_id)
+        cipher = AESGCM(self.keys.get_or_create(key_id))
+        sealed: list[SealedPayload] = []
+        for value, aad in values:
+            salt = new_salt()
+            envelope = _encrypt(cipher, _KIND_SALTED, key_id, salt + value, aad)
+            sealed.append(SealedPayload(envelope, commitment(value, salt)))
+        return sealed
 
     def _open(self, envelope: bytes, aad: bytes) -> tuple[int, bytes]:
         from cryptography.exceptions import InvalidTag

@@ -31,6 +31,8 @@ import base64
 import dataclasses
 import datetime as _dt
 import json
+import math
+import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
@@ -102,8 +104,11 @@ class Outcome(StrEnum):
 
 def to_iso(seconds: float) -> str:
     """Seconds since the epoch as ``2025-01-31T12:00:00.000000Z``."""
-    moment = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    whole = math.floor(seconds)
+    micros = round((seconds - whole) * 1_000_000)
+    if micros == 1_000_000:
+        whole, micros = whole + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
 
 
 def from_iso(text: str) -> float:
@@ -224,9 +229,11 @@ def _seal(
     technical: dict[str, Any] = {"key_id": key_id}
     commitments: dict[str, str] = {}
     try:
-        for name, value in present.items():
-            text = serde.dumps(value, what=f"audit {name}")
-            sealed = vault.seal_committed(key_id, text.encode("utf-8"), _aad(call_id, name))
+        values = [
+            (serde.dumps(value, what=f"audit {name}").encode("utf-8"), _aad(call_id, name))
+            for name, value in present.items()
+        ]
+        for name, sealed in zip(present, vault.seal_committed_all(key_id, values), strict=True):
             technical[name] = base64.b64encode(sealed.envelope).decode("ascii")
             commitments[name] = sealed.commitment
     except PayloadErased as exc:
@@ -298,8 +305,11 @@ def build_tool_call_record(
     ``f"{task_id}:{step_index}:{attempt}"``.
     """
     redactor = redactor or _DEFAULT_REDACTOR
-    redacted_params = redactor.redact_value(dict(params))
-    description = redactor.redact_text(_describe(describe, tool_name, redacted_params))
+    if describe is None:
+        description = f"Called {tool_name}"
+    else:
+        redacted_params = redactor.redact_value(_plain(dict(params)))
+        description = redactor.redact_text(_describe(describe, tool_name, redacted_params))
     if outcome is None:
         outcome = Outcome.FAILURE if error is not None else Outcome.SUCCESS
     error_info = None if error is None else _error_dict(error, failure_class)
@@ -326,7 +336,7 @@ def build_tool_call_record(
         compliance["step_index"] = step_index
     if attempt is not None:
         compliance["attempt"] = attempt
-    payloads = {"raw_input": _plain(dict(params)), "raw_output": output, "error": error_info}
+    payloads = {"raw_input": dict(params), "raw_output": output, "error": error_info}
     technical, commitments = _seal(vault, key_id or task_key_id(task_id), call_id, payloads)
     return _row(
         call_id, task_id, RecordKind.TOOL_CALL.value, logged_at, compliance, technical, commitments
