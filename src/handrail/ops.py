@@ -171,6 +171,12 @@ def resume_task(store: Store, clock: Clock, task_id: str, *, actor: str) -> Task
                 "`handrail interventions resolve`",
                 task_id=task_id,
             )
+        if status is TaskStatus.AWAITING_APPROVAL:
+            raise InvalidOperationError(
+                f"task {task_id} waits for an approval; decide it with `handrail approvals "
+                "approve|deny` (it continues by itself once decided)",
+                task_id=task_id,
+            )
         if status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED):
             raise InvalidOperationError(
                 f"task {task_id} is {status.value}; only failed or stalled tasks can be resumed",

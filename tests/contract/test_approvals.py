@@ -432,6 +432,16 @@ def test_a_reminder_goes_out_once_before_the_auto_deny(
 # -- decisions: who may decide what --------------------------------------------------------
 
 
+def test_resume_does_not_bypass_a_pending_approval(make_app: MakeApp) -> None:
+    sent = Sent()
+    app, renew = renewal_app(make_app, sent)
+    handle = app.run(renew, "acme")
+    with pytest.raises(InvalidOperationError, match="approvals approve"):
+        app.resume(handle.task_id, by="olga")
+    assert handle.status() is TaskStatus.AWAITING_APPROVAL
+    assert sent.notices == []
+
+
 def test_the_initiator_cannot_approve_but_can_deny(make_app: MakeApp) -> None:
     app, renew = renewal_app(make_app, Sent())
     handle = app.run(renew, "acme", initiator="carol")
