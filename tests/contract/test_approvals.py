@@ -599,3 +599,26 @@ class RecordingNotifier:
 
     def send(self, batch: Sequence[Any]) -> None:
         self.received.extend(batch)
+
+
+def test_a_notifier_that_cannot_deliver_never_blocks_or_fails_the_task(
+    make_app: MakeApp,
+) -> None:
+    import socket
+
+    from handrail.notify import WebhookNotifier
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = WebhookNotifier(f"http://127.0.0.1:{port}/hook", "secret")
+    sent = Sent()
+    app, renew = renewal_app(make_app, sent, notifiers=[down])
+    handle = app.run(renew, "acme")
+    assert handle.status() is TaskStatus.AWAITING_APPROVAL
+    app.approve(pending(app, handle.task_id).request_id, by="dana")
+    app.execute(handle.task_id)
+    assert handle.result() == "sent to acme"
+    stats = app.notifications.dispatcher.stats()  # type: ignore[union-attr]
+    assert stats["webhook"].sent == 0
+    app.notifications.close(timeout=0.1)
