@@ -99,10 +99,18 @@ def decide(
         raise InvalidOperationError(f"decision {decision!r}: use 'approved' or 'denied'")
     if edit is not None and decision != APPROVED:
         raise InvalidOperationError("only an approval can edit the parameters")
+    task_id, sep, _ = request_id.rpartition("/")
+    if not sep:
+        raise NotFoundError("approval request", request_id)
     for attempt in range(50):
-        approval = find_approval(store, request_id)
-        view = show_task(store, approval.task_id)
-        approval = view.state.approvals[request_id]
+        try:
+            view = show_task(store, task_id)
+        except NotFoundError:
+            raise NotFoundError("approval request", request_id) from None
+        found = view.state.approvals.get(request_id)
+        if found is None:
+            raise NotFoundError("approval request", request_id)
+        approval = found
         now = clock.now()
         check_decider(approval, by=who, decision=decision, now=now, digest_seen=digest_seen)
         data: dict[str, Any] = {

@@ -151,6 +151,26 @@ class PostgresStore:
         except UnicodeEncodeError as exc:  # a str the driver cannot send (a lone surrogate)
             raise StoreError(f"PostgreSQL: cannot encode a value: {exc}") from exc
 
+    def _read(self, fn: Callable[[_Conn], T]) -> T:
+        """Run one read-only statement without an explicit transaction (autocommit): one
+        round trip instead of BEGIN, the statement and COMMIT."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is closed")
+        try:
+            with pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    return fn(conn)
+                finally:
+                    conn.autocommit = False
+        except PoolClosed:
+            raise StoreError("the store is closed") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        except UnicodeEncodeError as exc:
+            raise StoreError(f"PostgreSQL: cannot encode a value: {exc}") from exc
+
     def audit_log(self) -> PostgresAuditLog:
         if self._audit_log is None:
             from handrail.store.postgres.audit import PostgresAuditLog
@@ -363,11 +383,11 @@ class PostgresStore:
 
     def list_halts(self, *, active_only: bool = True) -> list[Halt]:
         params = {"active_only": active_only}
-        rows = self._run(lambda conn: conn.execute(_Q["list_halts"], params).fetchall())
+        rows = self._read(lambda conn: conn.execute(_Q["list_halts"], params).fetchall())
         return [Halt(*r) for r in rows]
 
     def circuits(self) -> list[CircuitState]:
-        rows = self._run(lambda conn: conn.execute(_Q["circuits"]).fetchall())
+        rows = self._read(lambda conn: conn.execute(_Q["circuits"]).fetchall())
         return [CircuitState(*r) for r in rows]
 
     def record_tool_failure(
@@ -398,11 +418,11 @@ class PostgresStore:
     # -- reads -------------------------------------------------------------------------
 
     def load_events(self, task_id: str) -> list[Event]:
-        rows = self._run(lambda c: c.execute(_Q["load_events"], {"task_id": task_id}).fetchall())
+        rows = self._read(lambda c: c.execute(_Q["load_events"], {"task_id": task_id}).fetchall())
         return [row_to_event(r) for r in rows]
 
     def get_task(self, task_id: str) -> TaskRecord | None:
-        row = self._run(lambda c: c.execute(_Q["get_task"], {"task_id": task_id}).fetchone())
+        row = self._read(lambda c: c.execute(_Q["get_task"], {"task_id": task_id}).fetchone())
         return None if row is None else row_to_task(row)
 
     def list_tasks(
@@ -419,7 +439,7 @@ class PostgresStore:
             "queue": queue,
             "limit": limit,
         }
-        rows = self._run(lambda c: c.execute(_Q["list_tasks"], params).fetchall())
+        rows = self._read(lambda c: c.execute(_Q["list_tasks"], params).fetchall())
         return [row_to_task(r) for r in rows]
 
     def next_due(
@@ -433,7 +453,7 @@ class PostgresStore:
             "queues": None if queues is None else list(queues),
             "workflows": None if workflows is None else list(workflows),
         }
-        row = self._run(lambda c: c.execute(_Q["next_due"], params).fetchone())
+        row = self._read(lambda c: c.execute(_Q["next_due"], params).fetchone())
         return None if row is None or row[0] is None else float(row[0])
 
 
