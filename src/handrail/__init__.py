@@ -5,8 +5,8 @@ silently repeating a side effect. See README.md and docs/.
 """
 
 from handrail.app import App
-from handrail.audit.record import ToolCallRecord
 from handrail.approvals import Approval, ApprovalPolicy, ApprovalRequest, Decision, ProposedAction
+from handrail.audit.record import ToolCallRecord
 from handrail.clock import Clock, SystemClock
 from handrail.context import TaskContext, current_task
 from handrail.controls import CircuitBreaker, RateLimit

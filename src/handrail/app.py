@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 import threading
@@ -30,6 +31,9 @@ from handrail.tools import Reversibility, Tool, ToolCall, make_tool
 from handrail.workflow import Workflow, drive, make_workflow
 
 if TYPE_CHECKING:
+    from handrail.audit.retention import RetentionPolicy
+    from handrail.audit.sinks import Sink
+    from handrail.monitoring import Alerting, AlertRule
     from handrail.notify import Notifier
     from handrail.tracing import Tracing
     from handrail.worker import Worker
@@ -55,9 +59,21 @@ class App:
     requests per approver group (past it, gated calls queue); ``notifiers`` tell approvers
     (see :mod:`handrail.notify`). ``audit``: every tool-call attempt, approval,
     intervention and halt leaves a record in the store's tamper-evident audit log, written
-    in the same transaction as its journal event (see docs/audit.md). ``tracing``:
+    in the same transaction as its journal event (see docs/audit.md). A worker seals that
+    log (signs a checkpoint every 256 records or every second) with the Ed25519 key in
+    ``audit_key`` (a file, created on first use), else ``$HANDRAIL_AUDIT_KEY``, else
+    ``<db>.audit-key`` next to a SQLite store; a PostgreSQL store needs one of the first
+    two, or its log is not sealed. ``audit_sinks`` receive every sealed record through a
+    durable outbox, each the view it asks for (a compliance sink the redacted record, a
+    technical sink also the raw payloads; see :mod:`handrail.audit.sinks`); the App closes
+    them. ``audit_retention``, a :class:`~handrail.audit.retention.RetentionPolicy`:
+    workers erase the raw payloads of tasks finished longer ago than it allows, when they
+    start and hourly, and each run is recorded in the log. ``tracing``:
     OpenTelemetry spans per task run and tool call (``True`` for the global tracer
     provider, or a :class:`~handrail.tracing.Tracing`; needs ``handrail[otel]``).
+    ``alert_rules`` (see :mod:`handrail.monitoring`): workers evaluate them every
+    ``alert_interval`` seconds and send an ``alert`` notification when an incident starts
+    and when it resolves.
     """
 
     def __init__(
@@ -74,7 +90,12 @@ class App:
         max_pending_approvals: int | None = 100,
         notifiers: Sequence[Notifier] = (),
         audit: bool = True,
+        audit_key: str | os.PathLike[str] | None = None,
+        audit_sinks: Sequence[Sink] = (),
+        audit_retention: RetentionPolicy | None = None,
         tracing: Tracing | bool = False,
+        alert_rules: Sequence[AlertRule] = (),
+        alert_interval: float = 30.0,
     ):
         if lease_seconds <= 0:
             raise ConfigurationError("lease_seconds must be > 0")
@@ -95,6 +116,13 @@ class App:
         self.notifications = Notifications(notifiers)
         self.tracing: Tracing | None = _tracing(tracing)
         self.auditor: Auditor | None = Auditor(self.store.audit_log()) if audit else None
+        self.audit_key = None if audit_key is None else os.fspath(audit_key)
+        self.audit_sinks: list[Sink] = list(audit_sinks)
+        self.audit_retention = audit_retention
+        self.alert_rules: tuple[AlertRule, ...] = tuple(alert_rules)
+        self.alert_interval = alert_interval
+        if alert_interval <= 0:
+            raise ConfigurationError("alert_interval must be > 0 seconds")
         self.gate_settings = GateSettings(
             policy=approval_policy or ApprovalPolicy(),
             max_pending=max_pending_approvals,
@@ -120,8 +148,22 @@ class App:
     def close(self) -> None:
         """Stop the heartbeat, deliver pending notifications and close the store."""
         self.heartbeat.stop()
+        if "alerting" in self.__dict__:  # created (and maybe started) by a worker
+            self.alerting.close()
         self.notifications.close()
+        for sink in self.audit_sinks:
+            try:
+                sink.close()
+            except Exception:  # one sink failing to close must not keep the store open
+                logging.getLogger("handrail.audit").exception("closing %s failed", sink.name)
         self.store.close()
+
+    @functools.cached_property
+    def alerting(self) -> Alerting:
+        """The alert rules' evaluator and incident state (a worker starts its loop)."""
+        from handrail.monitoring import Alerting
+
+        return Alerting.for_app(self)
 
     def __enter__(self) -> App:
         return self

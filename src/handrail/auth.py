@@ -109,6 +109,25 @@ class Principals:
             )
         return Principal(name, entry[1])
 
+    def identify(self, token: str | None) -> Principal:
+        """The principal whose token ``token`` is (a bearer token alone names it)."""
+        digest = token_digest(token or "")
+        found: Principal | None = None
+        # every entry is compared, so timing does not tell how far the search got
+        for name, (expected, roles) in self._entries.items():
+            if hmac.compare_digest(digest, expected):
+                found = Principal(name, roles)
+        if not token or found is None:
+            raise AuthenticationError(
+                "unknown token: use the token `handrail principals add` printed"
+            )
+        return found
+
+    def get(self, name: str) -> Principal | None:
+        """The principal ``name`` (its roles), or ``None``; no token is checked."""
+        entry = self._entries.get(name)
+        return None if entry is None else Principal(name, entry[1])
+
 
 def add_principal(path: str | Path, name: str, roles: Iterable[str]) -> str:
     """Append a principal to a principals file (created if missing); return its token."""

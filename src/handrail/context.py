@@ -570,10 +570,10 @@ class TaskContext:
 
     # -- journal writes ------------------------------------------------------------------
 
-    def _event(self, kind: EventKind, **fields: Any) -> Event:
+    def _event(self, kind: EventKind, at: float | None = None, **fields: Any) -> Event:
         seq = self._next_seq
         self._next_seq = seq + 1
-        return Event(self.task_id, seq, kind, self._clock.now(), **fields)
+        return Event(self.task_id, seq, kind, self._clock.now() if at is None else at, **fields)
 
     def _write(
         self,

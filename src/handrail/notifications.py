@@ -7,6 +7,7 @@ threads, with retries and batching; it never blocks or fails a task.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -58,6 +59,21 @@ class Notifications:
             dispatcher.submit(note)
         except Exception:
             log.exception("could not queue a %s notification", kind)
+
+    def alert(self, title: str, details: dict[str, Any], *, now: float | None = None) -> None:
+        """Queue an ``alert`` notification (an alert rule fired or resolved); never raises."""
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return
+        try:
+            from handrail.notify import Notification
+
+            note = Notification(kind="alert", title=title, details=details)
+            if now is not None:  # the clock of the rules' snapshot, not the wall clock
+                note = dataclasses.replace(note, created_at=now)
+            dispatcher.submit(note)
+        except Exception:
+            log.exception("could not queue an alert notification")
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued notification was delivered or given up."""

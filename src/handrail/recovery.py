@@ -191,9 +191,12 @@ def recover(ctx: TaskContext, tool: Tool, plan: StepRun, exc: BaseException) -> 
             )
     data: dict[str, Any] = {"decision": decision.action, "reason": decision.reason}
     if decision.action == "retry":
+        # The back-off counts from the failure's record, whatever the handling above took.
+        now = ctx._clock.now()
         data["retry_at"] = now + decision.delay
     failed = ctx._event(
         EventKind.STEP_FAILED,
+        at=now if decision.action == "retry" else None,
         step_index=plan.index,
         step_name=tool.name,
         error=error,

@@ -23,6 +23,7 @@ from handrail.store.base import Claim, Subscription
 
 if TYPE_CHECKING:
     from handrail.app import App
+    from handrail.audit_jobs import AuditJobs
 
 log = logging.getLogger("handrail.worker")
 
@@ -54,6 +55,8 @@ class Worker:
         self._subscription: Subscription | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.completed = 0
+        self._alerting = False
+        self._audit: AuditJobs | None = None
 
     def start(self) -> Worker:
         """Run in background threads."""
@@ -61,6 +64,10 @@ class Worker:
             return self
         if not self.app.workflows:
             raise ConfigurationError("the app has no workflows registered; nothing to run")
+        from handrail import audit_jobs
+
+        # the audit log's sequencer, delivery and retention (shared by this app's workers)
+        self._audit = audit_jobs.acquire(self.app)
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="handrail-task")
         self.app.add_waker(self._wake)
         self._subscription = self._subscribe()
@@ -72,6 +79,9 @@ class Worker:
                 daemon=True,
             )
             self._listener.start()
+        if self.app.alert_rules:  # the alert loop: one per app, shared by its workers
+            self.app.alerting.start()
+            self._alerting = True
         self._thread = threading.Thread(target=self._dispatch, name="handrail-worker", daemon=True)
         self._thread.start()
         return self
@@ -96,6 +106,14 @@ class Worker:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        audit, self._audit = self._audit, None
+        if audit is not None:  # after the tasks: seal (and deliver) their last records
+            from handrail import audit_jobs
+
+            audit_jobs.release(audit)
+        if self._alerting:
+            self._alerting = False
+            self.app.alerting.stop()
         self.app.remove_waker(self._wake)
 
     def run(self) -> None:

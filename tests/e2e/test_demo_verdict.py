@@ -13,9 +13,12 @@ from rich.console import Console
 
 from handrail import ops
 from handrail.approvals import AUTO_APPROVE_TIMER
-from handrail.demo import findings, systems
+from handrail.audit.checkpoint import generate_signing_key
+from handrail.audit_ops import LOG_ORIGIN
+from handrail.demo import audit_trail, findings, systems
 from handrail.demo.contract_renewal import APPROVER
-from handrail.demo.harness import TASK_ID
+from handrail.demo.findings import NOTICE_TOOL
+from handrail.demo.harness import TASK_ID, Paths
 from handrail.demo.runner import run_demo
 from handrail.journal import Event, EventKind, TaskStatus
 from handrail.store.url import open_store
@@ -94,6 +97,13 @@ def test_the_demo_passes(tmp_path: Path) -> None:
     assert f"approved by {APPROVER} at" in story
     assert "after the decision, and completed" in story
     assert "the outbox holds 1 notice" in story
+    # the demo ends by sealing the audit log and verifying it
+    sealed = out[out.index("10. The audit log") :]
+    assert sealed.index("verified: OK") < sealed.index("verdict: PASS")
+    found = re.search(r"sealed: (\d+) records .* the latest signs size (\d+)", sealed)
+    assert found, sealed
+    assert found.group(1) == found.group(2)
+    assert "the sealed audit log, with a record of every tool call, verified" in flat
 
 
 def test_the_approvals_story_checks_the_journal(tmp_path: Path) -> None:
@@ -130,6 +140,26 @@ def test_the_approvals_story_checks_the_journal(tmp_path: Path) -> None:
         status_after_resume=TaskStatus.AWAITING_APPROVAL, notices_while_waiting=1
     )
     assert problems(human, human, sent_early), "a notice sent before the approval went unseen"
+
+
+def test_the_audit_story_checks_the_sealed_log(tmp_path: Path) -> None:
+    passed, _ = _run(tmp_path)
+    assert passed
+    events = _events(tmp_path)
+    paths = Paths(tmp_path / "demo.db", tmp_path / "demo-systems", tmp_path, False)
+    quiet = Console(file=io.StringIO())
+    assert audit_trail.seal_and_verify(quiet, paths, events).problems == []
+    # a tool call the journal ended without a record
+    extra = next(
+        e for e in events if e.kind is EventKind.STEP_COMPLETED and e.step_name == NOTICE_TOOL
+    )
+    story = audit_trail.seal_and_verify(quiet, paths, [*events, extra._replace(seq=10_000)])
+    assert any("tool-call records for" in p for p in story.problems), story.problems
+    # verified against a key that did not sign the log
+    public = Path(f"{audit_trail.key_path(paths)}.pub")
+    public.write_text(generate_signing_key(LOG_ORIGIN).public_key.to_vkey() + "\n")
+    story = audit_trail.seal_and_verify(quiet, paths, events)
+    assert any("SIGNATURE_INVALID" in p for p in story.problems), story.problems
 
 
 def test_the_initiator_cannot_approve_the_notice(tmp_path: Path) -> None:

@@ -9,7 +9,10 @@ import click
 from click.core import ParameterSource
 
 from handrail.cli import approvals, demo, halts, interventions, principals, tasks, worker
+from handrail.cli.audit import audit
+from handrail.cli.monitoring import metrics, status
 from handrail.cli.runtime import Runtime
+from handrail.cli.serve import serve
 from handrail.errors import HandrailError
 
 
@@ -97,3 +100,7 @@ cli.add_command(halts.halt)
 cli.add_command(halts.release)
 cli.add_command(halts.halts)
 cli.add_command(principals.principals)
+cli.add_command(status)
+cli.add_command(metrics)
+cli.add_command(serve)
+cli.add_command(audit)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import click
 
 from handrail.app import App
-from handrail.auth import Principals
+from handrail.auth import Principal, Principals
 from handrail.clock import Clock, SystemClock
 from handrail.store.base import Store
 from handrail.store.url import open_store
@@ -148,6 +148,13 @@ class Runtime:
         """The authenticated principal for an operator action: ``--as`` names it, the
         token in ``HANDRAIL_TOKEN`` proves it against the principals file, and it must hold
         ``role``. Never assumed: a usage error says what is missing."""
+        who = self.authenticated(what)
+        who.require(role, what)
+        return who.name
+
+    def authenticated(self, what: str) -> Principal:
+        """The principal ``--as`` names, authenticated as :meth:`actor` does, whatever its
+        roles: for operations that check roles themselves (the audit operations)."""
         if self.principal is None:
             root, _, rest = click.get_current_context().command_path.partition(" ")
             raise click.UsageError(
@@ -161,9 +168,7 @@ class Runtime:
                 "`handrail principals add NAME --role operator` creates both"
             )
         principals = Principals.from_file(self.principals_file)
-        who = principals.authenticate(self.principal, self.token)
-        who.require(role, what)
-        return who.name
+        return principals.authenticate(self.principal, self.token)
 
     def close(self) -> None:
         if self._app is not None:

@@ -23,7 +23,9 @@ The story, on a fresh SQLite file:
 6. an operator reads the intervention, has the permission granted and resolves it (retry);
 7. a worker continues the task to the end;
 8. the timeline; 9. each story read back from the journal and the systems' files, the
-   side-effect counts, and a verdict (:mod:`handrail.demo.findings`).
+   side-effect counts (:mod:`handrail.demo.findings`);
+10. the audit log sealed, exported and verified offline (:mod:`handrail.demo.audit_trail`),
+   and the verdict over every story.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from rich.console import Console
 from rich.text import Text
 
 from handrail.cli import render
-from handrail.demo import evidence, findings
+from handrail.demo import audit_trail, evidence, findings
 from handrail.demo.contract_renewal import APPROVER, APPROVER_ROLE, WORKFLOW, build_app
 from handrail.demo.findings import CRASH_TOOL, NOTICE_TOOL, Outcome, Story
 from handrail.demo.harness import (
@@ -320,7 +322,21 @@ def finish(out: Console, paths: Paths, outcome: Outcome, since: int) -> list[Eve
     return view.events
 
 
-def report(out: Console, events: list[Event], systems: Systems, outcome: Outcome) -> bool:
+def print_story(out: Console, story: Story) -> None:
+    note(out, story.title, "bold")
+    for fact in story.facts:
+        note(out, f"  - {fact}")
+    for problem in story.problems:
+        note(out, f"  ! {problem}", "red")
+
+
+def report(
+    out: Console,
+    events: list[Event],
+    systems: Systems,
+    outcome: Outcome,
+    paths: Paths | None = None,
+) -> bool:
     heading(out, "9. What the journal and the systems' files show")
     stories: list[Story] = [
         findings.transient(events, systems),
@@ -331,11 +347,10 @@ def report(out: Console, events: list[Event], systems: Systems, outcome: Outcome
         findings.effects(systems, outcome),
     ]
     for story in stories:
-        note(out, story.title, "bold")
-        for fact in story.facts:
-            note(out, f"  - {fact}")
-        for problem in story.problems:
-            note(out, f"  ! {problem}", "red")
+        print_story(out, story)
+    if paths is not None:  # the demo ends by sealing the audit log and verifying it
+        stories.append(audit_trail.seal_and_verify(out, paths, events))
+        print_story(out, stories[-1])
     problems = [p for s in stories for p in s.problems]
     checks = sum(s.checks for s in stories)
     out.print()
@@ -353,7 +368,8 @@ def report(out: Console, events: list[Event], systems: Systems, outcome: Outcome
         "conflict was refreshed and retried with the same key, the irreversible notice waited "
         f"for {APPROVER}'s approval, the permission failure waited for a human and went on once "
         "resolved; killed mid-step and resumed, every side effect happened exactly once and "
-        "the notice was sent once",
+        "the notice was sent once; the sealed audit log, with a record of every tool call, "
+        "verified against its signed checkpoint",
         "bold green",
     )
     return True
@@ -390,7 +406,7 @@ def run_demo(out: Console, *, db: Path | None, keep: bool, initiator: str) -> bo
         seen = send(out, paths, outcome, seen)
         intervene(out, paths)
         events = finish(out, paths, outcome, seen)
-        passed = report(out, events, systems, outcome)
+        passed = report(out, events, systems, outcome, paths)
         note(out, f"done in {time.monotonic() - began:.1f}s", "dim")
     finally:
         if paths.temporary and not keep:
@@ -398,4 +414,11 @@ def run_demo(out: Console, *, db: Path | None, keep: bool, initiator: str) -> bo
             note(out, f"removed {paths.directory} (pass --keep to look around)", "dim")
         else:
             note(out, f"kept: handrail --db {paths.db} tasks show {TASK_ID}", "dim")
+            bundle, key = audit_trail.bundle_path(paths), audit_trail.key_path(paths)
+            if bundle.exists():
+                note(
+                    out,
+                    f"      handrail audit verify --bundle {bundle} --public-key {key}.pub",
+                    "dim",
+                )
     return passed

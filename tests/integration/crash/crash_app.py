@@ -30,6 +30,10 @@ WORKFLOW = "crash_order"
 ORDER_ID = "A-17"
 AMOUNT = 120
 SLEEP_SECONDS = 0.02
+INITIATOR = "crash-test-initiator"
+"""Who starts the task: by separation of duties, not allowed to approve its gated calls."""
+APPROVER = "approver-ann"
+"""The named human who approves every irreversible call (DESIGN invariant 4)."""
 
 
 class Kind(StrEnum):
@@ -51,6 +55,11 @@ class Kind(StrEnum):
     def reruns_in_doubt(self) -> bool:
         """The engine re-runs an in-doubt call of this kind on its own."""
         return self in _SAFE
+
+    @property
+    def irreversible(self) -> bool:
+        """Every call waits for a human's approval before its intent is journaled."""
+        return self in (Kind.IRREVERSIBLE, Kind.IRREVERSIBLE_KEYED, Kind.IRREVERSIBLE_RECONCILABLE)
 
     @property
     def reconciles(self) -> bool:
@@ -316,6 +325,9 @@ def build(app: App, *, misdeclared: Iterable[str] = ()) -> Workflow:
         mail = t_email("customer@example.com", f"order {order_id} confirmed")  # 7
         t_set("status", "charged")  # 8
         ctx.sleep(SLEEP_SECONDS)  # 9: the task is released and claimed again when due
+        # Steps 10, 11 and 13 are irreversible: each one's run ends at its approval request
+        # (the task awaits approval, no worker holds it); the next run, after the harness
+        # approved, journals its intent and runs it.
         wire = t_wire(amount, "DE89370400440532013000")  # 10
         ledger = t_ledger(order_id, amount)  # 11
         invoice = t_ticket(f"{order_id}-invoice")  # 12

@@ -16,6 +16,14 @@ A window that ends in another kill may stop early (a prefix of the script); the 
 must play it out. Tool runs are counted from the calls log: every durable intent (step
 started or retried) is one run of the tool, except where a kill fell between the intent and
 the run; a run without an intent would break write-ahead.
+
+Irreversible calls wait for a human's approval before their intent is journaled (DESIGN
+invariant 4); the harness approves between runs and notes what the effects file and the
+calls log held at that moment (:class:`Approved`). :func:`check_approvals` holds the
+journal, the harness's notes and the fsynced effects against each other: one request and
+one decision per irreversible step, in the order request, decision, intent; its tool had
+neither run nor taken effect when the decision was journaled; at every kill, each
+irreversible effect in the file has its decision in the journal; and it took effect once.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crash_app import TIME_KEYS, TOOL_KINDS, Effect, Kind
+from crash_app import APPROVER, TIME_KEYS, TOOL_KINDS, Effect, Kind
 
 from handrail.journal import Event, EventKind, StepStatus, TaskState, TaskStatus, fold
 from handrail.tools import idempotency_key
@@ -219,6 +227,20 @@ def trail(window: Sequence[Event], step: int) -> list[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class Approved:
+    """An approval request the harness approved, after child run ``run``, and how many
+    effect lines and tool runs of the request's step the effects file and the calls log
+    held when it did (the decision is journaled while no child runs)."""
+
+    run: int
+    request_id: str
+    step: int
+    tool: str
+    effects: int
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
 class Final:
     """The end of a scenario."""
 
@@ -228,6 +250,7 @@ class Final:
     lease_owner: str | None
     effects: list[Effect]
     calls: list[tuple[int, str]]
+    approved: Sequence[Approved] = ()
 
 
 def check_windows(snapshots: Sequence[Snapshot], final: Final, tags: set[str]) -> list[str]:
@@ -295,7 +318,14 @@ def check_final(
         )
     if state.open_interventions():
         problems.append("interventions are still open")
+    if state.open_approvals():
+        problems.append("approval requests are still pending")
     problems += check_windows(snapshots, final, tags)
+    problems += check_approvals(
+        events, final.effects, final.calls, final.approved, snapshots, task_id=final.task_id
+    )
+    for snap in snapshots:
+        tags.update(approval_tags(snap))
 
     # -- the result ----------------------------------------------------------------------
     result: dict[str, Any] = state.result if isinstance(state.result, dict) else {}
@@ -414,3 +444,140 @@ def _normal(effects: Sequence[Effect]) -> list[tuple[int, str, str, str]]:
         key = "none" if effect.key is None else "<key>"
         out.append((effect.step, effect.tool, key, json.dumps(output, sort_keys=True)))
     return out
+
+
+# -- approvals -----------------------------------------------------------------------------
+
+
+def approval_tags(snap: Snapshot) -> set[str]:
+    """Where a kill left an irreversible call's approval: ``approval:<kind>:pending`` (the
+    request journaled, nobody decided yet) or ``approval:<kind>:approved`` (decided, the
+    call's intent not journaled yet)."""
+    tags: set[str] = set()
+    for approval in snap.state.approvals.values():
+        kind = TOOL_KINDS.get(approval.request.tool, Kind.PLAIN).value
+        if approval.open:
+            tags.add(f"approval:{kind}:pending")
+        elif approval.status == "approved" and approval.request.step_index not in snap.state.steps:
+            tags.add(f"approval:{kind}:approved")
+    return tags
+
+
+def check_approvals(
+    events: Sequence[Event],
+    effects: Sequence[Effect],
+    calls: Calls,
+    approved: Sequence[Approved],
+    snapshots: Sequence[Snapshot] = (),
+    *,
+    task_id: str,
+) -> list[str]:
+    """No irreversible call ran, let alone took effect, before a named approver's decision
+    was in the journal; each took effect once; only irreversible calls asked."""
+    problems: list[str] = []
+    state = fold(events, task_id)
+    requests: dict[int, list[Event]] = defaultdict(list)
+    decisions: dict[str, list[Event]] = defaultdict(list)
+    for e in events:
+        data = e.data or {}
+        if e.kind is EventKind.APPROVAL_REQUESTED and e.step_index is not None:
+            requests[e.step_index].append(e)
+        elif e.kind is EventKind.APPROVAL_DECIDED:
+            decisions[str(data.get("request_id"))].append(e)
+        elif e.kind in (EventKind.APPROVAL_QUEUED, EventKind.APPROVAL_REMINDED):
+            problems.append(f"unexpected {e.kind.value} for step {e.step_index} (seq {e.seq})")
+    notes: dict[str, list[Approved]] = defaultdict(list)
+    for note in approved:
+        notes[note.request_id].append(note)
+    asked = {str((e.data or {}).get("request_id")) for es in requests.values() for e in es}
+    for rid in sorted((set(notes) | set(decisions)) - asked):
+        problems.append(f"approval {rid} was decided but never requested in this journal")
+    for index, step in sorted(state.steps.items()):
+        kind = TOOL_KINDS.get(step.name, Kind.PLAIN)
+        asks = requests.get(index, [])
+        if not kind.irreversible:
+            if asks:
+                problems.append(
+                    f"step {index} ({step.name}, {kind.value}) asked for approval "
+                    f"{len(asks)} time(s); only irreversible calls need it"
+                )
+            continue
+        what = f"irreversible step {index} ({step.name})"
+        if len(asks) != 1:
+            problems.append(f"{what} has {len(asks)} approval requests, not exactly one")
+            continue
+        request = asks[0]
+        rid = str((request.data or {}).get("request_id"))
+        decided = decisions.get(rid, [])
+        if len(decided) != 1:
+            problems.append(f"{what}: approval {rid} was decided {len(decided)} times, not once")
+            continue
+        decision = decided[0]
+        if (decision.data or {}).get("decision") != "approved" or decision.actor != APPROVER:
+            problems.append(
+                f"{what}: approval {rid} was {(decision.data or {}).get('decision')} by "
+                f"{decision.actor}, not approved by {APPROVER}"
+            )
+        intent = next(
+            (e for e in events if e.kind is EventKind.STEP_STARTED and e.step_index == index),
+            None,
+        )
+        if intent is None or not request.seq < decision.seq < intent.seq:
+            problems.append(
+                f"{what}: request (seq {request.seq}), decision (seq {decision.seq}) and intent "
+                f"(seq {None if intent is None else intent.seq}) are not in that order"
+            )
+        elif (intent.data or {}).get("approval") != rid or not intent.requires_human_approval:
+            problems.append(f"{what}: its intent does not name approval {rid}: {intent.data}")
+        mine = notes.get(rid, [])
+        if len(mine) != 1:
+            problems.append(f"{what}: the harness approved {rid} {len(mine)} times, not once")
+        for note in mine:
+            if note.effects or note.calls:
+                problems.append(
+                    f"{what}: its tool had run {note.calls} time(s) and taken effect "
+                    f"{note.effects} time(s) before approval {rid} was decided"
+                )
+        took = [e.line for e in effects if e.step == index]
+        if len(took) != 1:
+            problems.append(f"{what} took effect {len(took)} times, not once: {took}")
+    for snap in snapshots:
+        problems += _effects_approved(snap)
+    return problems
+
+
+def _effects_approved(snap: Snapshot) -> list[str]:
+    """At a kill, every irreversible call that ran (calls log) or took effect (effects file)
+    has its approval decided in the journal, before its intent."""
+    problems: list[str] = []
+    ran = [(e.step, e.tool, "took effect") for e in snap.effects]
+    ran += [(step, tool, "ran") for step, tool in snap.calls]
+    for step, tool, did in sorted(set(ran)):
+        if not TOOL_KINDS.get(tool, Kind.PLAIN).irreversible:
+            continue
+        approval = snap.state.approval_for_step(step)
+        decided = next(
+            (
+                e
+                for e in snap.events
+                if e.kind is EventKind.APPROVAL_DECIDED
+                and approval is not None
+                and (e.data or {}).get("request_id") == approval.request_id
+            ),
+            None,
+        )
+        intent = next(
+            (e for e in snap.events if e.kind is EventKind.STEP_STARTED and e.step_index == step),
+            None,
+        )
+        if approval is None or approval.status != "approved" or decided is None:
+            problems.append(
+                f"after kill {snap.kill}: irreversible step {step} ({tool}) {did} without an "
+                "approval decided in the journal"
+            )
+        elif intent is None or intent.seq < decided.seq:
+            problems.append(
+                f"after kill {snap.kill}: irreversible step {step} ({tool}) {did}, but its "
+                "intent is missing or precedes its approval"
+            )
+    return problems

@@ -17,7 +17,14 @@ Run as ``python crash_child.py`` (or forked by ``python crash_child.py --serve``
   harness's self-test must catch).
 
 Claims and drives the task for as long as it is runnable (a durable sleep releases it; the
-child claims it again once it is due), then prints one JSON line, ``{"status": ...}``.
+child claims it again once it is due), then prints one JSON line, ``{"status": ...}``. It
+stops when the task waits for a human: an intervention, or the approval every irreversible
+call needs (the harness approves between runs, as ``crash_app.APPROVER``).
+
+The app keeps the engine's default approval settings, flood control included: a request
+first counts the pending requests of its approver group (reads, not writes; on PostgreSQL
+all scenarios share the group, but a handful run at once, far below the cap of 100, so no
+call ever queues and the writes of a run stay the same every time).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -42,6 +50,8 @@ from handrail.store.base import UNSET, Claim, Lease, NewTask, Store, TaskRecord,
 from handrail.store.url import open_store
 
 T = TypeVar("T")
+
+_HUMAN = frozenset({TaskStatus.AWAITING_APPROVAL, TaskStatus.AWAITING_INTERVENTION})
 
 
 def _die() -> None:
@@ -111,18 +121,36 @@ class Tracer:
             _die()
 
 
-def _hook_commits(store: Store, tracer: Tracer) -> None:
-    """Have ``tracer`` hear of each transaction's commit before it happens: to count the
-    transactions of each write (one, if writes are atomic) and so that ``mid:write:N`` can
-    die with write N's statements run and nothing committed.
+_active: Tracer | None = None
+"""The tracer of the run in progress: the commit hooks report to it."""
+_psycopg_hooked = False
+
+
+def _on_sql(statement: str) -> None:
+    if _active is not None:
+        _active.on_sql(statement)
+
+
+def _on_commit() -> None:
+    if _active is not None:
+        _active.on_commit()
+
+
+def _hook_commits(store: Store) -> None:
+    """Have the active tracer hear of each transaction's commit before it happens: to count
+    the transactions of each write (one, if writes are atomic) and so that ``mid:write:N``
+    can die with write N's statements run and nothing committed.
 
     Test-only reaching into the stores: the SQLite store's write connection gets a trace
-    callback; for PostgreSQL, psycopg's ``Transaction.__exit__`` is wrapped (the store runs
-    each operation in one ``conn.transaction()``). If either moves, the child no longer
-    dies there and the harness reports it alive."""
+    callback; for PostgreSQL, psycopg's ``Transaction.__exit__`` is wrapped, once per
+    process (the store runs each operation in one ``conn.transaction()``). If either
+    moves, the child no longer dies there and the harness reports it alive."""
+    global _psycopg_hooked
     writer = getattr(store, "_writer", None)
     if isinstance(writer, sqlite3.Connection):
-        writer.set_trace_callback(tracer.on_sql)
+        writer.set_trace_callback(_on_sql)
+        return
+    if _psycopg_hooked:
         return
     with contextlib.suppress(ImportError):
         import psycopg
@@ -131,22 +159,29 @@ def _hook_commits(store: Store, tracer: Tracer) -> None:
 
         def exit_(self: psycopg.Transaction, exc_type: Any, exc: Any, tb: Any) -> Any:
             if exc_type is None:
-                tracer.on_commit()
+                _on_commit()
             return original(self, exc_type, exc, tb)
 
         psycopg.Transaction.__exit__ = exit_  # type: ignore[method-assign]
+        _psycopg_hooked = True
 
 
 class CrashStore:
     """A store that passes everything through and reports each write to the tracer.
 
-    ``renew_lease`` is not counted: the heartbeat's timing is not deterministic (the child
-    uses a lease long enough that it never renews)."""
+    Keyword arguments a write takes beyond those named here (``audit`` rows, written in the
+    write's own transaction) are passed through as they come. ``renew_lease`` is not
+    counted: the heartbeat's timing is not deterministic (the child uses a lease long enough
+    that it never renews). Closing it closes ``inner`` if it ``owns`` it (a resident keeps
+    its store open for its next run)."""
 
-    def __init__(self, inner: Store, tracer: Tracer):
+    def __init__(self, inner: Store, tracer: Tracer, *, owns: bool = True):
+        global _active
         self.inner = inner
         self.tracer = tracer
-        _hook_commits(inner, tracer)
+        self.owns = owns
+        _active = tracer
+        _hook_commits(inner)
 
     # -- counted writes --------------------------------------------------------------------
 
@@ -193,6 +228,7 @@ class CrashStore:
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
+        **more: Any,
     ) -> None:
         batch = list(events)
         self.tracer.write(
@@ -205,6 +241,7 @@ class CrashStore:
                 run_at=run_at,
                 release=release,
                 boundary=boundary,
+                **more,
             ),
             lambda _: batch,
         )
@@ -218,12 +255,19 @@ class CrashStore:
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
+        **more: Any,
     ) -> None:
         batch = list(events)
         self.tracer.write(
             "append_unleased",
             lambda: self.inner.append_unleased(
-                task_id, batch, expect_seq=expect_seq, now=now, status=status, run_at=run_at
+                task_id,
+                batch,
+                expect_seq=expect_seq,
+                now=now,
+                status=status,
+                run_at=run_at,
+                **more,
             ),
             lambda _: batch,
         )
@@ -271,10 +315,16 @@ class CrashStore:
         return self.inner.next_due(now=now, queues=queues, workflows=workflows)
 
     def close(self) -> None:
-        self.inner.close()
+        global _active
+        if _active is self.tracer:
+            _active = None
+        if self.owns:
+            self.inner.close()
 
 
-def main() -> int:
+def main(stores: dict[str, Store] | None = None) -> int:
+    """One run of the task. ``stores``: a resident's open stores by URL (see
+    :func:`_resident`); without it the run opens its store and closes it."""
     env = os.environ
     trace = Path(env["HR_TRACE"]) if env.get("HR_TRACE") else None
     tracer = Tracer(env.get("HR_KILL"), trace)
@@ -284,7 +334,16 @@ def main() -> int:
         )
     )
     task_id = env["HR_TASK_ID"]
-    store = CrashStore(open_store(env["HR_STORE_URL"]), tracer)
+    url = env["HR_STORE_URL"]
+    if stores is None:
+        store = CrashStore(open_store(url), tracer)
+    else:
+        if url not in stores:
+            for old in stores.values():  # another SQLite scenario's file
+                old.close()
+            stores.clear()
+            stores[url] = open_store(url)
+        store = CrashStore(stores[url], tracer, owns=False)
     # A lease far longer than any run: the heartbeat never writes, so runs are repeatable.
     app = App(store, worker_id=env["HR_WORKER_ID"], lease_seconds=3600.0)
     try:
@@ -292,14 +351,21 @@ def main() -> int:
         workflow = crash_app.build(app, misdeclared=misdeclared)
         if store.get_task(task_id) is None:
             app.start(
-                workflow, task_id=task_id, order_id=crash_app.ORDER_ID, amount=crash_app.AMOUNT
+                workflow,
+                task_id=task_id,
+                initiator=crash_app.INITIATOR,
+                order_id=crash_app.ORDER_ID,
+                amount=crash_app.AMOUNT,
             )
         claims = 0
         while True:
             record = store.get_task(task_id)
             assert record is not None
-            if record.status.terminal or record.run_at is None:
-                break  # done, or waiting for a human
+            if record.status.terminal or record.run_at is None or record.status in _HUMAN:
+                # Done, or waiting for a human: an operator's answer to an intervention, or
+                # an approver's decision (an approval request's run_at is its deadline, an
+                # hour away; the harness decides between runs).
+                break
             # Claim only once the task is due (after a durable sleep): a claim that finds
             # nothing is a write too, and the writes of a run must be the same every time.
             delay = record.run_at - app.clock.now()
@@ -331,9 +397,15 @@ def serve() -> int:
     goes); replies go to stdout: ``{"id", "pid"}`` once forked, ``{"id", "returncode"}`` (as
     :mod:`subprocess` reports it: ``-9`` for SIGKILL) once it ended. The server exits when
     stdin closes and its children are gone.
+
+    A request with a ``"lane"`` goes to that lane's *resident* instead: a child forked once
+    that runs one request after another, like a long-lived worker process, keeping its
+    store open between them, until a run kills it (see :func:`_resident`); the lane's next
+    request starts a new resident.
     """
     import select
 
+    import handrail.decisions  # flood control imports it at each approval request
     import handrail.store.sqlite  # what open_store would import lazily in every child
 
     with contextlib.suppress(Exception):  # not installed: children that need it will say so
@@ -345,18 +417,38 @@ def serve() -> int:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
     children: dict[int, int] = {}
+    residents: dict[str, _Resident] = {}
     pending = b""
     reading = True
 
     def reply(message: dict[str, Any]) -> None:
         os.write(1, (json.dumps(message) + "\n").encode())
 
-    while reading or children:
-        ready, _, _ = select.select([wake_r, 0] if reading else [wake_r], [], [])
+    def inherited() -> list[int]:
+        """What a new child must close: the server's pipes."""
+        fds = [wake_r, wake_w]
+        fds += [fd for r in residents.values() for fd in (r.requests, r.replies) if fd >= 0]
+        return fds
+
+    while reading or children or residents:
+        watched = [wake_r, *(r.replies for r in residents.values() if r.replies >= 0)]
+        ready, _, _ = select.select([*watched, 0] if reading else watched, [], [])
         if wake_r in ready:
             with contextlib.suppress(BlockingIOError):
                 while os.read(wake_r, 4096):
                     pass
+        for resident in residents.values():
+            if resident.replies < 0 or resident.replies not in ready:
+                continue
+            data = os.read(resident.replies, 65536)
+            resident.buffer += data
+            while b"\n" in resident.buffer:
+                line, resident.buffer = resident.buffer.split(b"\n", 1)
+                resident.busy = None
+                reply(json.loads(line))
+            if not data:  # it is exiting: reaped below
+                os.close(resident.replies)
+                resident.replies = -1
         if 0 in ready:
             data = os.read(0, 65536)
             reading = bool(data)
@@ -364,36 +456,142 @@ def serve() -> int:
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
                 request = json.loads(line)
-                pid = os.fork()
-                if pid == 0:
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    _forked(request)  # never returns
-                children[pid] = request["id"]
-                reply({"id": request["id"], "pid": pid})
-        while children:
+                lane = request.get("lane")
+                if lane is None:
+                    pid = os.fork()
+                    if pid == 0:
+                        _forked(request, inherited())  # never returns
+                    children[pid] = request["id"]
+                    reply({"id": request["id"], "pid": pid})
+                    continue
+                known = residents.get(lane)
+                if known is None or known.requests < 0:
+                    known = residents[lane] = _Resident.start(lane, inherited())
+                known.busy = request["id"]
+                os.write(known.requests, line + b"\n")
+                reply({"id": request["id"], "pid": known.pid})
+            if not reading:  # no more requests: each resident ends after its run
+                for resident in residents.values():
+                    if resident.requests >= 0:
+                        os.close(resident.requests)
+                        resident.requests = -1
+        while children or residents:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            reply({"id": children.pop(pid), "returncode": os.waitstatus_to_exitcode(status)})
+            code = os.waitstatus_to_exitcode(status)
+            if pid in children:
+                reply({"id": children.pop(pid), "returncode": code})
+                continue
+            for lane, resident in list(residents.items()):
+                if resident.pid != pid:
+                    continue
+                if resident.busy is not None:  # killed (a timeout) or crashed mid-run
+                    reply({"id": resident.busy, "returncode": code})
+                for fd in (resident.requests, resident.replies):
+                    if fd >= 0:
+                        os.close(fd)
+                del residents[lane]
     return 0
 
 
-def _forked(request: dict[str, Any]) -> NoReturn:
+@dataclass(slots=True)
+class _Resident:
+    """The server's end of a resident: its pid and pipes, and the request it runs."""
+
+    lane: str
+    pid: int
+    requests: int
+    replies: int
+    busy: int | None = None
+    buffer: bytes = b""
+
+    @classmethod
+    def start(cls, lane: str, inherited: list[int]) -> _Resident:
+        requests_r, requests_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            for fd in (*inherited, requests_w, replies_r):
+                os.close(fd)
+            _resident(requests_r, replies_w)  # never returns
+        os.close(requests_r)
+        os.close(replies_w)
+        return cls(lane, pid, requests_w, replies_r)
+
+
+def _resident(requests: int, replies: int) -> NoReturn:
+    """Run requests one after another in this process until the server closes the pipe or
+    a run's ``HR_KILL`` SIGKILLs it.
+
+    Each run is a new :class:`App` with the run's fixed worker id, like a restarted worker;
+    the store (and, for PostgreSQL, its connections) stays open from one run to the next,
+    as in a long-lived worker process, and dies with it. A run's writes are the same as in
+    a fresh child (opening a store writes nothing the tracer counts), so the kill points
+    of a run do not depend on where it runs."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    stores: dict[str, Store] = {}
+    try:
+        with os.fdopen(requests, "rb") as source:
+            for line in source:
+                request = json.loads(line)
+                code = 1
+                try:
+                    _redirect(request)
+                    code = main(stores)
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                except BaseException:
+                    traceback.print_exc()
+                    for store in stores.values():  # start afresh after a failed run
+                        with contextlib.suppress(Exception):
+                            store.close()
+                    stores.clear()
+                finally:
+                    with contextlib.suppress(Exception):
+                        sys.stdout.flush()
+                        sys.stderr.flush()
+                    _quiet()
+                message = {"id": request["id"], "returncode": code}
+                os.write(replies, (json.dumps(message) + "\n").encode())
+    finally:
+        for store in stores.values():
+            with contextlib.suppress(Exception):
+                store.close()
+        os._exit(0)
+
+
+def _redirect(request: dict[str, Any]) -> None:
+    """This process's environment and output, as ``request`` says."""
+    os.environ.clear()
+    os.environ.update(request["env"])
+    for fd, path, flags in (
+        (0, os.devnull, os.O_RDONLY),
+        (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+    ):
+        opened = os.open(path, flags, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
+
+
+def _quiet() -> None:
+    """Output between a resident's runs goes nowhere."""
+    opened = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        os.dup2(opened, fd)
+    os.close(opened)
+
+
+def _forked(request: dict[str, Any], inherited: Sequence[int]) -> NoReturn:
     code = 1
     try:
+        for fd in inherited:
+            os.close(fd)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.environ.clear()
-        os.environ.update(request["env"])
-        for fd, path, flags in (
-            (0, os.devnull, os.O_RDONLY),
-            (1, request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-            (2, request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-        ):
-            opened = os.open(path, flags, 0o644)
-            os.dup2(opened, fd)
-            os.close(opened)
+        _redirect(request)
         code = main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

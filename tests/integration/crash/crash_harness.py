@@ -4,22 +4,31 @@ tool, restart it, play the human operator, and check that nothing ran twice.
 A *kill point* is a place in a run: right before or right after one of the process's store
 writes (``before:write:N`` / ``after:write:N``), or inside a tool right after its effect was
 fsynced (``after:effect:N``); or inside a write's transaction, its statements run and its
-COMMIT not (``mid:write:N``). The un-killed run's trace lists every write and effect in
-order, so :func:`kill_points` covers all of them. A :class:`Chain` says which successive
-child runs of one task die where (most chains kill once; :func:`recovery_chains` kills a
-second time, inside the recovery of a first kill). :meth:`CrashHarness.run_chain`
+COMMIT not (``mid:write:N``). The un-killed task takes several child runs, one more per
+irreversible call: each such call's run ends with its approval request journaled, and the
+harness approves before the next. The un-killed runs' traces list every write and effect of
+each run in order, so :func:`kill_points` covers all of them (a kill in run *r* > 0 lets
+runs 0..r-1 go through first, as the un-killed task did). A :class:`Chain` says which
+successive child runs of one task die where (most chains kill once; :func:`recovery_chains`
+kills a second time, inside the recovery of a first kill). :meth:`CrashHarness.run_chain`
 
 1. runs the children of the chain: each killed one must die by SIGKILL at its point and
    leave exactly the writes it made before (see :func:`crash_checks.check_snapshot`);
 2. after the chain's kills, restarts the child with the same ``worker_id`` until the task
    completes; whenever the task awaits an intervention, acts as the operator: ``mark_done``
    with the output found in the effects file if the effect is there, ``retry`` if not;
-3. checks the end against the un-killed run (:func:`crash_checks.check_final`).
+   whenever it awaits approval (killed runs included), acts as the approver
+   (``crash_app.APPROVER``) and approves each pending request once, noting what the effects
+   file and calls log held at that moment;
+3. checks the end against the un-killed run (:func:`crash_checks.check_final`), and the
+   approvals against the journal and the effects (:func:`crash_checks.check_approvals`).
 
 A chain's problems are collected as sentences, not raised, so one test reports them all.
 Children are real processes, forked by a pre-imported fork server (:class:`ForkServer`) or
 started as fresh interpreters; chains run in a small thread pool, each in its own directory,
-task and worker id.
+task and worker id. With the fork server, a thread's runs go to its *resident*: a process
+that runs one run after another with its store open, like a long-lived worker, until a kill
+point SIGKILLs it (a task now takes a run per approval; see :class:`CrashHarness`).
 """
 
 from __future__ import annotations
@@ -32,28 +41,34 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crash_app import TOOL_KINDS, Effect, Kind, read_calls, read_effects
-from crash_checks import Final, Snapshot, check_final, check_snapshot
+from crash_app import APPROVER, TOOL_KINDS, Effect, Kind, read_calls, read_effects
+from crash_checks import Approved, Final, Snapshot, check_approvals, check_final, check_snapshot
 
 from handrail import SystemClock
-from handrail.journal import Intervention, StepStatus, TaskStatus, fold
+from handrail.decisions import decide, list_approvals
+from handrail.errors import HandrailError
+from handrail.journal import EventKind, Intervention, StepStatus, TaskStatus, fold
 from handrail.ops import resolve_intervention
 from handrail.store.base import Store
 from handrail.store.url import open_store
 
 CHILD = Path(__file__).with_name("crash_child.py")
 OPERATOR = "crash-test-operator"
-MAX_RESTARTS = 6
+MAX_RESTARTS = 10  # after a chain's kills: 3 approvals and up to 2 interventions, and slack
 CHILD_TIMEOUT = 60.0
 
 JournalEntry = tuple[str, int | None, str | None]
 """An event as the trace and the checks compare it: (kind, step index, step name)."""
+
+Traces = Mapping[int, Sequence["TraceEntry"]]
+"""The traces of the un-killed runs of a task, by run."""
 
 
 # -- backends and scenarios ----------------------------------------------------------------
@@ -185,25 +200,42 @@ def _points(entries: Sequence[TraceEntry], *, mid: bool = False) -> list[tuple[s
     return points
 
 
-def kill_points(trace: Sequence[TraceEntry], *, mid_transaction: bool = False) -> list[Chain]:
-    """A chain killing the first run at each kill point of the un-killed run ``trace``
-    (with ``mid_transaction``, also inside each write's transaction)."""
-    return [
-        Chain(f"k{i:03d}-{label}", (kill,), (journal_of(trace[:pos]),), what)
-        for i, (kill, pos, label, what) in enumerate(_points(trace, mid=mid_transaction))
-    ]
+def kill_points(traces: Traces, *, mid_transaction: bool = False) -> list[Chain]:
+    """A chain killing run *r* at each kill point of the un-killed run *r*, for every run of
+    the un-killed task (``traces``; with ``mid_transaction``, also inside each write's
+    transaction). Runs before *r* are not killed."""
+    chains: list[Chain] = []
+    for run, trace in sorted(traces.items()):
+        for kill, pos, label, what in _points(trace, mid=mid_transaction):
+            i = len(chains)
+            chains.append(
+                Chain(
+                    f"k{i:03d}-{label}" if run == 0 else f"k{i:03d}-r{run}-{label}",
+                    (*([None] * run), kill),
+                    (*([None] * run), journal_of(trace[:pos])),
+                    what if run == 0 else f"in run {run}: {what}",
+                )
+            )
+    return chains
 
 
-def doubt_at(trace: Sequence[TraceEntry], chain: Chain) -> tuple[int, Kind, bool] | None:
+def killed_run(chain: Chain) -> int:
+    """The run a chain kills last."""
+    return max(i for i, kill in enumerate(chain.kills) if kill is not None)
+
+
+def doubt_at(traces: Traces, chain: Chain) -> tuple[int, Kind, bool] | None:
     """The step a single-kill chain leaves in doubt: (step, kind, effect there)."""
-    expected = chain.expected[0] or ()
+    run = killed_run(chain)
+    expected = chain.expected[run] or ()
     started = {i: name for kind, i, name in expected if kind == "step_started" and i is not None}
     done = {i for kind, i, _ in expected if kind in ("step_completed", "step_failed")}
     open_steps = sorted(set(started) - done)
     if not open_steps:
         return None
     step = open_steps[0]
-    before = trace[: _position(trace, chain.kills[0] or "")]
+    trace = traces[run]
+    before = trace[: _position(trace, chain.kills[run] or "")]
     present = any(e.type == "effect" and e.step == step for e in before)
     return step, TOOL_KINDS[started[step] or "?"], present
 
@@ -215,12 +247,12 @@ def _position(trace: Sequence[TraceEntry], kill: str) -> int:
     raise ValueError(f"no kill point {kill}")
 
 
-def representatives(trace: Sequence[TraceEntry], chains: Sequence[Chain]) -> list[Chain]:
+def representatives(traces: Traces, chains: Sequence[Chain]) -> list[Chain]:
     """The first single-kill chain for each (tool kind, effect there or not) left in doubt."""
     seen: set[tuple[Kind, bool]] = set()
     chosen: list[Chain] = []
     for chain in chains:
-        doubt = doubt_at(trace, chain)
+        doubt = doubt_at(traces, chain)
         if doubt is None or (doubt[1], doubt[2]) in seen:
             continue
         seen.add((doubt[1], doubt[2]))
@@ -228,10 +260,11 @@ def representatives(trace: Sequence[TraceEntry], chains: Sequence[Chain]) -> lis
     return chosen
 
 
-def recovery_chains(first: Chain, step: int, traces: dict[int, list[TraceEntry]]) -> list[Chain]:
+def recovery_chains(first: Chain, step: int, traces: Traces) -> list[Chain]:
     """Chains that kill ``first``'s recovery at each point where it deals with ``step``,
     the step ``first`` left in doubt: retrying it, reconciling it, raising its intervention,
-    its effect, its result. ``traces`` are the un-killed recovery runs' traces by run."""
+    its effect, its result. ``traces`` are the un-killed runs' traces by run (those before
+    ``first``'s kill are left out)."""
 
     def ends(entry: TraceEntry, kinds: tuple[str, ...]) -> bool:
         return any(i == step and kind in kinds for kind, i, _ in entry.events)
@@ -239,6 +272,8 @@ def recovery_chains(first: Chain, step: int, traces: dict[int, list[TraceEntry]]
     finished = ("step_completed", "step_failed")
     chains: list[Chain] = []
     for run, entries in sorted(traces.items()):
+        if run <= killed_run(first):
+            continue  # an un-killed run before the first kill
         body = [e for e in entries if e.op not in ("release_worker", "claim_task")]
         if not body or not body[0].concerns(step):
             break  # settled already (an operator marked it done)
@@ -310,9 +345,21 @@ class ForkServer:
             for pending in self._pending.values():
                 pending.done.set()
 
-    def run(self, env: dict[str, str], stdout: Path, stderr: Path, timeout: float) -> int | None:
+    def run(
+        self,
+        env: dict[str, str],
+        stdout: Path,
+        stderr: Path,
+        timeout: float,
+        *,
+        lane: str | None = None,
+    ) -> int | None:
+        """Run a child; with a ``lane``, that lane's resident runs it (see
+        :func:`crash_child.serve`)."""
         pending = _Pending()
-        request = {"env": env, "stdout": str(stdout), "stderr": str(stderr)}
+        request: dict[str, Any] = {"env": env, "stdout": str(stdout), "stderr": str(stderr)}
+        if lane is not None:
+            request["lane"] = lane
         with self._lock:
             ident = next(self._ids)
             self._pending[ident] = pending
@@ -349,12 +396,18 @@ class ForkServer:
 
 @dataclass(frozen=True, slots=True)
 class Baseline:
-    """The un-killed run."""
+    """The un-killed task: its runs' traces (one run per approval, and one more)."""
 
-    trace: list[TraceEntry]
+    traces: dict[int, list[TraceEntry]]
     result: dict[str, Any]
     effects: list[Effect]
     steps: list[tuple[str, StepStatus]]  # name and how it ended, by index
+    approved: list[Approved]
+
+    @property
+    def entries(self) -> list[TraceEntry]:
+        """Every run's writes and effects, run after run."""
+        return [e for _, trace in sorted(self.traces.items()) for e in trace]
 
 
 @dataclass(slots=True)
@@ -363,6 +416,7 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     tags: set[str] = field(default_factory=set)
     interventions: list[tuple[int | None, str]] = field(default_factory=list)
+    approvals: list[Approved] = field(default_factory=list)
     runs: int = 0
     traces: dict[int, list[TraceEntry]] = field(default_factory=dict)
 
@@ -376,7 +430,15 @@ class CrashHarness:
 
     Use it as a context manager: children come from a :class:`ForkServer`, or, with
     ``fork_server=False`` (or env ``HANDRAIL_CRASH_SUBPROCESS=1``), each from a fresh
-    ``python crash_child.py``."""
+    ``python crash_child.py``. With the fork server, each harness thread's runs go to its
+    *resident*, a worker process that runs them one after another with its store kept
+    open, until a run's kill point SIGKILLs it (the thread's next run starts a new one):
+    a task takes a run per approval, and opening a PostgreSQL store costs more than a run.
+    ``residents=False`` (or env ``HANDRAIL_CRASH_RESIDENTS=0``) forks a fresh child for
+    every run instead. The harness's own view of the tasks (journals, approvals,
+    interventions) is one store per SQLite scenario, and one store for all scenarios on a
+    shared PostgreSQL database (its pool is thread-safe: one connection and migration
+    check for the whole test, not one per chain)."""
 
     def __init__(
         self,
@@ -385,6 +447,7 @@ class CrashHarness:
         *,
         misdeclared: Sequence[str] = (),
         fork_server: bool | None = None,
+        residents: bool | None = None,
     ):
         self.backend = backend
         self.root = root
@@ -393,8 +456,13 @@ class CrashHarness:
         if fork_server is None:
             fork_server = os.environ.get("HANDRAIL_CRASH_SUBPROCESS") != "1"
         self._fork_server = fork_server
+        if residents is None:
+            residents = os.environ.get("HANDRAIL_CRASH_RESIDENTS") != "0"
+        self._residents = residents
         self._server: ForkServer | None = None
         self._runs = itertools.count()
+        self._shared: Store | None = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> CrashHarness:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -406,6 +474,24 @@ class CrashHarness:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._shared is not None:
+            self._shared.close()
+            self._shared = None
+
+    @contextmanager
+    def _store(self, sc: Scenario) -> Iterator[Store]:
+        """The harness's store for ``sc``."""
+        if self.backend.url is None:
+            store = open_store(sc.url)
+            try:
+                yield store
+            finally:
+                store.close()
+            return
+        with self._lock:
+            if self._shared is None:
+                self._shared = open_store(self.backend.url)
+        yield self._shared
 
     def scenario(self, label: str) -> Scenario:
         workdir = self.root / label
@@ -435,7 +521,8 @@ class CrashHarness:
         n = next(self._runs)
         stdout, stderr = sc.workdir / f"child-{n}.out", sc.workdir / f"child-{n}.err"
         if self._server is not None:
-            returncode = self._server.run(env, stdout, stderr, CHILD_TIMEOUT)
+            lane = threading.current_thread().name if self._residents else None
+            returncode = self._server.run(env, stdout, stderr, CHILD_TIMEOUT, lane=lane)
         else:
             with stdout.open("wb") as out, stderr.open("wb") as err:
                 proc = subprocess.run(
@@ -450,26 +537,48 @@ class CrashHarness:
         return ChildResult(returncode, stdout.read_text(), stderr.read_text())
 
     def baseline(self) -> Baseline:
-        """Run the task once without a kill, tracing every write and effect."""
+        """Run the task without a kill, tracing every write and effect: a run that ends at
+        each irreversible call's approval request, and one that completes the task."""
         outcome = self.run_chain(Chain("baseline", (), (), "no kill"), None, trace=True)
-        if outcome.problems or list(outcome.traces) != [0]:
-            raise AssertionError(f"the un-killed run went wrong: {outcome.problems}")
+        irreversible = sum(kind.irreversible for kind in TOOL_KINDS.values())
+        if (
+            outcome.problems
+            or list(outcome.traces) != list(range(irreversible + 1))
+            or [a.run for a in outcome.approvals] != list(range(irreversible))
+            or outcome.interventions
+        ):
+            raise AssertionError(
+                f"the un-killed task went wrong: {outcome.problems}; runs {list(outcome.traces)}"
+                f", approvals {outcome.approvals}, interventions {outcome.interventions}"
+            )
         sc = self.scenario("baseline")
-        store = open_store(sc.url)
-        try:
+        with self._store(sc) as store:
             events = store.load_events(sc.task_id)
-        finally:
-            store.close()
         state = fold(events, sc.task_id)
-        trace = outcome.traces[0]
-        journal = tuple((e.kind.value, e.step_index, e.step_name) for e in events)
-        if journal_of(trace) != journal:
-            raise AssertionError(f"the trace {journal_of(trace)} is not the journal {journal}")
+        # the runs' writes, with the harness's decisions between them, are the journal
+        traced: list[JournalEntry] = []
+        for run, trace in sorted(outcome.traces.items()):
+            traced += journal_of(trace)
+            traced += [
+                (EventKind.APPROVAL_DECIDED.value, a.step, a.tool)
+                for a in outcome.approvals
+                if a.run == run
+            ]
+        journal = [(e.kind.value, e.step_index, e.step_name) for e in events]
+        if traced != journal:
+            raise AssertionError(f"the traces {traced} are not the journal {journal}")
+        effects = read_effects(sc.effects)
+        problems = check_approvals(
+            events, effects, read_calls(sc.calls), outcome.approvals, task_id=sc.task_id
+        )
+        if problems:
+            raise AssertionError(f"the un-killed task's approvals went wrong: {problems}")
         return Baseline(
-            trace=trace,
+            traces=outcome.traces,
             result=state.result,
-            effects=read_effects(sc.effects),
+            effects=effects,
             steps=[(state.steps[i].name, state.steps[i].status) for i in sorted(state.steps)],
+            approved=outcome.approvals,
         )
 
     def run_all(
@@ -490,7 +599,8 @@ class CrashHarness:
         runs that are not killed. Without a ``baseline`` nothing is checked at the end."""
         out = Outcome(chain)
         sc = self.scenario(chain.label)
-        store = open_store(sc.url)
+        opened = ExitStack()
+        store = opened.enter_context(self._store(sc))
         try:
             snapshots: list[Snapshot] = []
             run = 0
@@ -543,6 +653,9 @@ class CrashHarness:
                 if status is TaskStatus.AWAITING_INTERVENTION:
                     if not self._operate(store, sc, out):
                         return out
+                elif status is TaskStatus.AWAITING_APPROVAL:
+                    if not self._approve(store, sc, out, run):
+                        return out
                 elif kill is None:
                     out.problems.append(
                         f"after run {run} (not killed) the task is {status}: {proc.stdout.strip()}"
@@ -559,6 +672,7 @@ class CrashHarness:
                 lease_owner=None if record is None else record.lease_owner,
                 effects=read_effects(sc.effects),
                 calls=read_calls(sc.calls),
+                approved=out.approvals,
             )
             out.problems += check_final(
                 final,
@@ -569,7 +683,7 @@ class CrashHarness:
                 tags=out.tags,
             )
         finally:
-            store.close()
+            opened.close()
         return out
 
     def _operate(self, store: Store, sc: Scenario, out: Outcome) -> bool:
@@ -581,6 +695,42 @@ class CrashHarness:
             return False
         for item in opened:
             out.interventions.append((item.step_index, self._decide(store, sc, item)))
+        return True
+
+    def _approve(self, store: Store, sc: Scenario, out: Outcome, run: int) -> bool:
+        """Approve every pending approval request as the named approver, once each (only
+        pending ones are listed: a decided request is never decided again), noting how
+        many times the request's tool ran and took effect before the decision."""
+        pending = list_approvals(store, task_id=sc.task_id)
+        if not pending:
+            out.problems.append(f"after run {run} the task awaits approval but none is pending")
+            return False
+        effects, calls = read_effects(sc.effects), read_calls(sc.calls)
+        for item in pending:
+            request = item.request
+            step = request.step_index
+            note = Approved(
+                run=run,
+                request_id=request.request_id,
+                step=step,
+                tool=request.tool,
+                effects=sum(1 for e in effects if e.step == step and e.tool == request.tool),
+                calls=sum(1 for i, tool in calls if i == step and tool == request.tool),
+            )
+            try:
+                decide(
+                    store,
+                    self.clock,
+                    request.request_id,
+                    decision="approved",
+                    actor=APPROVER,
+                    digest_seen=request.digest,
+                    comment="crash harness: approved between runs",
+                )
+            except HandrailError as exc:
+                out.problems.append(f"approving {request.request_id} after run {run}: {exc}")
+                return False
+            out.approvals.append(note)
         return True
 
     def _decide(self, store: Store, sc: Scenario, item: Intervention) -> str:
@@ -609,12 +759,14 @@ def _tail(text: str, lines: int = 6) -> str:
 
 
 def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
-    """Counts for a report: chains, child runs, interventions by answer, paths taken."""
+    """Counts for a report: chains, child runs, interventions by answer, approvals given,
+    paths taken."""
     answers = Counter(action for o in outcomes for _, action in o.interventions)
     return {
         "chains": len(outcomes),
         "failed": sum(1 for o in outcomes if o.problems),
         "runs": sum(o.runs for o in outcomes),
         "interventions": dict(answers),
+        "approvals": sum(len(o.approvals) for o in outcomes),
         "tags": sorted({t for o in outcomes for t in o.tags}),
     }
