@@ -161,7 +161,9 @@ class AuditJobs:
                 ) from None
         origin = LOG_ORIGIN if latest is None else latest.checkpoint.origin
         sinks = [] if self.delivery is None else self.delivery.sink_names
-        return Sequencer(log, key, origin, sinks=sinks)
+        # Idle, a round costs one query: every 0.5 s keeps an idle worker quiet, and a
+        # record still waits at most about every_seconds + 0.5 s to be signed.
+        return Sequencer(log, key, origin, sinks=sinks, poll_seconds=0.5)
 
     def _retain(self) -> None:
         from handrail.audit_ops import apply_retention
