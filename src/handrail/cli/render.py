@@ -10,13 +10,13 @@ import json
 import os
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from handrail import narrative
 from handrail.approvals import Approval
 from handrail.journal import Event, EventKind, Intervention, TaskStatus
 from handrail.ops import TaskView
@@ -65,98 +65,17 @@ def clock_time(ts: float) -> str:
 
 def excerpt(text: str, limit: int = EXCERPT) -> str:
     """``text`` on one line, cut to ``limit`` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _compact(value: Any) -> str:
-    return json.dumps(value, default=str, ensure_ascii=False)
+    return narrative.excerpt(text, limit)
 
 
 def call_arguments(inputs_json: str | None) -> str:
     """Recorded ``{"args": [...], "kwargs": {...}}`` as ``a, b, key=value``."""
-    if inputs_json is None:
-        return ""
-    value = json.loads(inputs_json)
-    if not isinstance(value, dict) or set(value) - {"args", "kwargs"}:
-        return _compact(value)
-    parts = [_compact(a) for a in value.get("args") or []]
-    parts += [f"{k}={_compact(v)}" for k, v in (value.get("kwargs") or {}).items()]
-    return ", ".join(parts)
-
-
-def _decoded(text: str | None) -> str:
-    return "" if text is None else _compact(json.loads(text))
+    return narrative.call_arguments(inputs_json)
 
 
 def event_detail(event: Event) -> str:
-    """The one-line gist of an event: inputs, output, error or the kind's own facts."""
-    data = event.data or {}
-    kind = event.kind
-    if kind in (EventKind.TASK_CREATED, EventKind.STEP_STARTED):
-        detail = f"in: {call_arguments(event.inputs_json)}"
-        if kind is EventKind.TASK_CREATED:
-            where = f"workflow {data.get('workflow', '?')}, queue {data.get('queue', '?')}"
-            detail = f"{where}; {detail}"
-        return excerpt(detail)
-    if kind in (EventKind.STEP_COMPLETED, EventKind.TASK_COMPLETED):
-        label = "out" if kind is EventKind.STEP_COMPLETED else "result"
-        via = f" (via {data['via']})" if data.get("via") else ""
-        return excerpt(f"{label}: {_decoded(event.outputs_json)}{via}")
-    if kind in (EventKind.STEP_FAILED, EventKind.TASK_FAILED):
-        error = event.error or {}
-        handling = ""
-        if error.get("failure_class"):
-            handling = f" [{error['failure_class']}, attempt {error.get('attempt', '?')}"
-            if data.get("decision"):
-                handling += f" -> {data['decision']}"
-            if data.get("retry_at") is not None:
-                handling += f" at {when(float(data['retry_at']))}"
-            handling += "]"
-        return excerpt(f"error: {error.get('type', 'Error')}: {error.get('message', '')}{handling}")
-    if kind is EventKind.TASK_CLAIMED:
-        return f"worker {data.get('worker', '?')}, epoch {data.get('epoch', '?')}"
-    if kind is EventKind.STEP_RETRIED:
-        return excerpt(f"attempt {data.get('attempt', '?')}: {data.get('reason', '')}")
-    if kind is EventKind.TIMER_SET:
-        due = data.get("due")
-        return f"due {when(float(due))}" if due is not None else ""
-    if kind is EventKind.APPROVAL_REQUESTED:
-        deadline = data.get("expires_at")
-        due = f"; decides itself {when(float(deadline))}" if deadline is not None else ""
-        return excerpt(
-            f"approval {data.get('request_id', '?')}: {data.get('proposed_action', '')} "
-            f"[{data.get('reversibility', '?')}]{due}"
-        )
-    if kind is EventKind.APPROVAL_DECIDED:
-        how = data.get("decision", "?")
-        why = f" ({data['reason']})" if data.get("reason") else ""
-        comment = f": {data['comment']}" if data.get("comment") else ""
-        edited = " with edited parameters" if data.get("edited_parameters") else ""
-        return excerpt(
-            f"approval {data.get('request_id', '?')} {how} by {event.actor}{edited}{why}{comment}"
-        )
-    if kind is EventKind.APPROVAL_QUEUED:
-        return excerpt(
-            f"approver group {data.get('group', '?')} has {data.get('pending', '?')} pending "
-            f"(cap {data.get('cap', '?')}); queued"
-        )
-    if kind is EventKind.APPROVAL_REMINDED:
-        return f"approvers reminded of {data.get('request_id', '?')}"
-    if kind is EventKind.INTERVENTION_RAISED:
-        return excerpt(
-            f"intervention {data.get('intervention_id', '?')} ({data.get('kind', '?')}): "
-            f"{data.get('reason', '')}"
-        )
-    if kind is EventKind.INTERVENTION_RESOLVED:
-        comment = f": {data['comment']}" if data.get("comment") else ""
-        return excerpt(
-            f"intervention {data.get('intervention_id', '?')} -> {data.get('action', '?')}"
-            + comment
-        )
-    if data.get("reason"):
-        return excerpt(f"reason: {data['reason']}")
-    return ""
+    """The one-line gist of an event, times in local time."""
+    return narrative.describe(event, when=when, limit=EXCERPT)
 
 
 def _count(n: int, noun: str) -> str:
@@ -404,7 +323,7 @@ def task_header(view: TaskView, *, now: float) -> Table:
     if record.cancel_requested_by:
         rows.append(("cancel requested by", Text(record.cancel_requested_by, style="yellow")))
     if state.result_json is not None:
-        rows.append(("result", Text(excerpt(_decoded(state.result_json), 300))))
+        rows.append(("result", Text(excerpt(narrative.decoded(state.result_json), 300))))
     if state.error:
         error = state.error
         where = f" at step {error['step_index']}" if error.get("step_index") is not None else ""

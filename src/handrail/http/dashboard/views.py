@@ -16,7 +16,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from handrail.auth import Principal
 from handrail.http.access import services
 from handrail.http.sessions import COOKIE, Session, SessionCodec
-from handrail.http.timeline import ago, compact, excerpt, when
+from handrail.http.timeline import ago, excerpt, when
+from handrail.narrative import compact
 
 _HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = _HERE / "templates"
