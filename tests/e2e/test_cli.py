@@ -471,8 +471,15 @@ def test_demo(cli: CLI) -> None:
 
 def test_demo_refuses_an_existing_store(cli: CLI) -> None:
     db = cli.dir / "demo.db"
-    cli.run("demo", "--db", str(db))
+    out = cli.run("demo", "--db", str(db)).stdout
     assert db.exists()
+    # it ends with the status summary and the commands that open its store
+    assert "The store at a glance (as `handrail status` prints it)" in out
+    assert "Alerts: none firing" in out
+    assert f"handrail --db {db} status" in out
+    assert "serve --port 8080" in out
+    status = cli.json("--db", str(db), "status")
+    assert status is not None
     assert (cli.dir / "demo-systems" / "outbox.jsonl").exists()
     err = cli.run("demo", "--db", str(db), code=1).stderr
     assert "needs a fresh store" in err

@@ -40,7 +40,7 @@ from rich.console import Console
 from rich.text import Text
 
 from handrail.cli import render
-from handrail.demo import audit_trail, evidence, findings
+from handrail.demo import audit_trail, evidence, findings, look_around
 from handrail.demo.contract_renewal import APPROVER, APPROVER_ROLE, WORKFLOW, build_app
 from handrail.demo.findings import CRASH_TOOL, NOTICE_TOOL, Outcome, Story
 from handrail.demo.harness import (
@@ -407,11 +407,15 @@ def run_demo(out: Console, *, db: Path | None, keep: bool, initiator: str) -> bo
         intervene(out, paths)
         events = finish(out, paths, outcome, seen)
         passed = report(out, events, systems, outcome, paths)
+        look_around.status(out, paths)
         note(out, f"done in {time.monotonic() - began:.1f}s", "dim")
     finally:
-        if paths.temporary and not keep:
+        kept = not (paths.temporary and not keep)
+        if paths.db.exists():
+            look_around.where_to_look(out, paths, kept=kept)
+        if not kept:
             shutil.rmtree(paths.directory, ignore_errors=True)
-            note(out, f"removed {paths.directory} (pass --keep to look around)", "dim")
+            note(out, f"removed {paths.directory}", "dim")
         else:
             note(out, f"kept: handrail --db {paths.db} tasks show {TASK_ID}", "dim")
             bundle, key = audit_trail.bundle_path(paths), audit_trail.key_path(paths)
