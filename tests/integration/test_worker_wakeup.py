@@ -97,9 +97,7 @@ def test_an_idle_worker_runs_a_task_when_another_process_releases_a_halt(
         _wait_for(lambda: _status(app, task_id) is TaskStatus.COMPLETED, WOKEN_WITHIN)
 
 
-def test_an_approval_decided_in_another_process_wakes_an_idle_worker(
-    db: str, wakeapp: Any
-) -> None:
+def test_an_approval_decided_in_another_process_wakes_an_idle_worker(db: str, wakeapp: Any) -> None:
     app: App = wakeapp.app
     with app.worker(concurrency=1, poll_interval=POLL):
         task_id = app.start(wakeapp.gated, "the report").task_id
