@@ -998,7 +998,7 @@ def run_all(
 # ---- report ------------------------------------------------------------------------------
 
 BREAKDOWN = {
-    "decide_reads": "decide: read + fold the task (twice) in the deciding process",
+    "decide_reads": "decide: read + fold the task in the deciding process",
     "decide_to_wake": "decide: the decision's write and commit, the signal, until the "
     "worker's listener thread wakes",
     "to_claim": "listener wakes the dispatcher, which starts the claim",

@@ -6,8 +6,10 @@ them), every measurement repeated and reported as a median:
 
 1. the raw SQLite WAL commit floor (``BEGIN IMMEDIATE; INSERT ~200 B; COMMIT``) for
    ``synchronous=FULL`` and ``synchronous=NORMAL``;
-2. per-step overhead: one workflow of 1000 sequential trivial steps, for handrail and its
-   peers (DBOS Transact on SQLite, LangGraph with ``SqliteSaver`` and ``durability="sync"``);
+2. per-step overhead: one workflow of 1000 sequential trivial steps, for handrail (the
+   default App, which writes an audit record per tool-call attempt, and ``App(audit=False)``
+   next to it, so the audit's cost per step shows) and its peers (DBOS Transact on SQLite,
+   LangGraph with ``SqliteSaver`` and ``durability="sync"``);
 3. throughput: 200 workflows of 10 trivial steps, several threads;
 4. handrail only: resume replay after a SIGKILL near the end of a 1000-step task,
    ``import handrail`` time and the peak RSS of a process running a 1000-step workflow.
@@ -468,17 +470,22 @@ def handrail_missing() -> str | None:
 
 
 def make_handrail_app(
-    db: Path, *, worker_id: str | None = None, kill_at: int = -1
+    db: Path, *, worker_id: str | None = None, kill_at: int = -1, audit: bool = True
 ) -> tuple[Any, Any]:
     """Open an App with the benchmark's tool and workflow registered; return (app, chain).
 
     Every process (benchmark, crash child, resumer) builds its app through this function
     so that the registered names are identical. ``kill_at`` >= 0 makes the tool SIGKILL
-    its own process when called with that argument (before returning).
+    its own process when called with that argument (before returning). ``audit=True`` is
+    the App's default (every tool-call attempt writes an audit record in the step's
+    transaction); ``audit=False`` passes ``App(..., audit=False)``.
     """
     import handrail
 
-    app = handrail.App(str(db)) if worker_id is None else handrail.App(str(db), worker_id=worker_id)
+    kwargs: dict[str, Any] = {} if audit else {"audit": False}
+    if worker_id is not None:
+        kwargs["worker_id"] = worker_id
+    app = handrail.App(str(db), **kwargs)
 
     @app.tool(idempotent=True)
     def noop(i: int) -> int:
@@ -504,14 +511,22 @@ def handle_task_id(handle: Any) -> str:
 
 
 class HandrailDriver:
-    """handrail on a SQLite file with its default (full) durability: WAL, synchronous=FULL."""
+    """handrail on a SQLite file with its default (full) durability: WAL, synchronous=FULL.
 
-    def __init__(self) -> None:
+    ``audit=True`` is the default App: every tool-call attempt also writes its audit record
+    (``handrail_audit_records`` + ``handrail_audit_pending``) in the transaction of the
+    journal event that ends the step. ``audit=False`` opens ``App(path, audit=False)``.
+    """
+
+    def __init__(self, *, audit: bool = True) -> None:
+        self.audit = audit
         self._app: Any = None
         self._chain: Any = None
+        self._db: Path | None = None
 
     def open(self, tmpdir: Path) -> None:
-        self._app, self._chain = make_handrail_app(tmpdir / "handrail.db")
+        self._db = tmpdir / "handrail.db"
+        self._app, self._chain = make_handrail_app(self._db, audit=self.audit)
 
     def chain(self, n: int) -> None:
         handle = self._app.run(self._chain, n)
@@ -533,8 +548,21 @@ class HandrailDriver:
             # App(path) opens SQLite in WAL mode with synchronous=FULL unless the URL says
             # ?synchronous=NORMAL; read back what the store was opened with, if it says.
             "synchronous": getattr(getattr(self._app, "store", None), "_synchronous", None),
+            "audit": getattr(self._app, "auditor", None) is not None,
+            "audit_rows": self.audit_rows(),
             "throughput": "app.worker(concurrency=C) running, then app.start() x N",
         }
+
+    def audit_rows(self) -> Json:
+        """Rows in the audit tables so far (proof that the audited row writes records)."""
+        if self._db is None or not self._db.exists():
+            return {}
+        out: Json = {}
+        with contextlib.closing(sqlite3.connect(self._db)) as conn:
+            for table in ("handrail_audit_records", "handrail_audit_checkpoints"):
+                with contextlib.suppress(sqlite3.Error):
+                    out[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        return out
 
     def close(self) -> None:
         if self._app is not None:
@@ -607,6 +635,13 @@ def bench_handrail(tmpdir: Path, params: Params) -> Json:
     return out
 
 
+def bench_handrail_noaudit(tmpdir: Path, params: Params) -> Json:
+    why = handrail_missing()
+    if why is not None:
+        return {"status": "unavailable", "reason": why}
+    return measure_workflows(HandrailDriver(audit=False), tmpdir, params)
+
+
 # ---- peers, standalone ---------------------------------------------------------------
 
 
@@ -633,6 +668,7 @@ FLOOR = "sqlite_floor"
 BENCHES: dict[str, Callable[[Path, Params], Json]] = {
     FLOOR: bench_sqlite_floor,
     "handrail": bench_handrail,
+    "handrail_noaudit": bench_handrail_noaudit,
     "dbos": bench_dbos,
     "dbos_wal": bench_dbos_wal,
     "langgraph_graph": bench_langgraph_graph,
@@ -641,6 +677,7 @@ BENCHES: dict[str, Callable[[Path, Params], Json]] = {
 
 DRIVERS: dict[str, Callable[[], Driver]] = {
     "handrail": HandrailDriver,
+    "handrail_noaudit": lambda: HandrailDriver(audit=False),
     "dbos": lambda: DbosDriver(wal=False),
     "dbos_wal": lambda: DbosDriver(wal=True),
     "langgraph_graph": lambda: LangGraphDriver(api="graph"),
@@ -655,8 +692,12 @@ IMPORTS: dict[str, str] = {
     "langgraph_graph": "import langgraph.graph, langgraph.checkpoint.sqlite",
 }
 
+# Peak RSS is measured for these (import time only for those in IMPORTS).
+FOOTPRINTS = ("handrail", "handrail_noaudit", "dbos", "langgraph_graph")
+
 LABELS: dict[str, str] = {
-    "handrail": "handrail (SQLite WAL, synchronous=FULL)",
+    "handrail": "handrail (SQLite WAL, synchronous=FULL; audit record per step, the default)",
+    "handrail_noaudit": "handrail, App(audit=False) (no audit record)",
     "dbos": "DBOS Transact (SQLite as shipped: rollback journal, synchronous=FULL)",
     "dbos_wal": "DBOS Transact (SQLite switched to WAL, synchronous=FULL)",
     "langgraph_graph": 'LangGraph StateGraph + SqliteSaver (durability="sync")',
@@ -719,7 +760,7 @@ class Session:
     def start(self) -> Json:
         if self.name == FLOOR:
             return {"status": "ok", "config": {"sqlite_version": sqlite3.sqlite_version}}
-        if self.name == "handrail" and (why := handrail_missing()) is not None:
+        if self.name.startswith("handrail") and (why := handrail_missing()) is not None:
             return {"status": "unavailable", "reason": why}
         driver = DRIVERS[self.name]()
         driver.open(self.tmpdir)
@@ -738,6 +779,8 @@ class Session:
             return {"us": time_chain(self.driver, request["n"])}
         if op == "throughput":
             return {"wps": time_throughput(self.driver, self.params)}
+        if op == "describe":
+            return {"config": self.driver.describe()}
         if op == "resume" and self.name == "handrail":
             return bench_handrail_resume(self.tmpdir, self.params)
         raise ValueError(f"{self.name}: unknown request {request!r}")
@@ -925,6 +968,12 @@ def run_interleaved(selected: list[str], params: Params, tmp_root: Path, log_dir
                 if children[n].ok:
                     with contextlib.suppress(ChildError):
                         wps[n].append(children[n].call(timeout, op="throughput")["wps"])
+        for n in systems:
+            if n.startswith("handrail") and children[n].ok:
+                with contextlib.suppress(ChildError):
+                    children[n].result["config_end"] = children[n].call(timeout, op="describe")[
+                        "config"
+                    ]
         if "handrail" in systems and children["handrail"].ok:
             log("handrail resume")
             with contextlib.suppress(ChildError):
@@ -1030,11 +1079,12 @@ def footprints(systems: list[str], params: Params, tmp_root: Path, log_dir: Path
     }
     for name in systems:
         entry: Json = {}
-        try:
-            samples = import_seconds(IMPORTS[name], params.import_runs, tmp_root)
-            entry["import_ms"] = summary([s * 1e3 for s in samples])
-        except Exception as exc:
-            entry["import_error"] = str(exc)
+        if name in IMPORTS:  # handrail_noaudit imports the same package: RSS only
+            try:
+                samples = import_seconds(IMPORTS[name], params.import_runs, tmp_root)
+                entry["import_ms"] = summary([s * 1e3 for s in samples])
+            except Exception as exc:
+                entry["import_error"] = str(exc)
         try:
             argv = [sys.executable, THIS, "--rss-child", name, "--steps", str(params.steps)]
             argv += ["--tmp", str(tmp_root)]
@@ -1113,6 +1163,29 @@ def throughput_speedup(results: Json, peer: str) -> float | None:
     return ratio(results, ("handrail", "throughput_wps"), (peer, "throughput_wps"))
 
 
+HANDRAIL_ROWS = ("handrail", "handrail_noaudit")
+
+
+def audit_cost(results: Json) -> Json:
+    """What the audit record adds: audited handrail against ``App(audit=False)``, per
+    round (both rows ran in every round, back to back in the rotating order)."""
+    a = _samples(results, "handrail", "per_step_us")
+    b = _samples(results, "handrail_noaudit", "per_step_us")
+    out: Json = {"per_step_delta_us": None, "per_step_ratio": None, "throughput_ratio": None}
+    if a and b:
+        if results.get("mode") == "interleaved" and len(a) == len(b):
+            out["per_step_delta_us"] = median([x - y for x, y in zip(a, b, strict=True)])
+        else:
+            out["per_step_delta_us"] = median(a) - median(b)
+        out["per_step_ratio"] = ratio(
+            results, ("handrail", "per_step_us"), ("handrail_noaudit", "per_step_us")
+        )
+    out["throughput_ratio"] = ratio(
+        results, ("handrail", "throughput_wps"), ("handrail_noaudit", "throughput_wps")
+    )
+    return out
+
+
 def evaluate_targets(results: Json) -> list[Json]:
     lg = [
         x
@@ -1182,6 +1255,11 @@ def render(results: Json) -> str:
         start, end = (f"{la[0]:.2f}" for la in loads)
         w(f"1-min load average: {start} at start, {end} at end.  ")
     w(f"Peers: {peers}.  ")
+    g = results.get("git") or {}
+    if g.get("head"):
+        dirty = g.get("src_uncommitted") or 0
+        extra = f" + {dirty} uncommitted file(s) under src/" if dirty else ""
+        w(f"handrail at {g['head']}{extra}.  ")
     how = (
         "interleaved rounds (every system once per round, rotating order; ratios taken "
         "within a round, then the median)"
@@ -1216,7 +1294,7 @@ def render(results: Json) -> str:
         us = _get(systems, n, "per_step_us", "median")
         cell = _fmt(us) if us is not None else _status_cell(systems[n])
         vs_full = us / full if us is not None and full else None
-        faster = "—" if n == "handrail" else _x(per_step_speedup(results, n), 1, "pending")
+        faster = "—" if n in HANDRAIL_ROWS else _x(per_step_speedup(results, n), 1, "pending")
         w(
             f"| {LABELS[n]} | {cell} | {_x(vs_full)} | {_x(per_step_over_floor(results, n))} "
             f"| {faster} |"
@@ -1227,6 +1305,24 @@ def render(results: Json) -> str:
         "floor timed just before it on the same disk; median of those ratios."
     )
     w("")
+    cost = audit_cost(results)
+    if cost.get("per_step_delta_us") is not None:
+        w(
+            f"Audit record cost per step: {_fmt(cost['per_step_delta_us'])} µs "
+            f"(audited / audit=False: {_x(cost['per_step_ratio'], 3)}; medians of the "
+            "per-round differences and ratios, the two rows ran back to back in every round)."
+        )
+        w("")
+    counts = [
+        f"{LABELS[n].split(' (')[0] if n == 'handrail' else 'audit=False'}: "
+        f"{_get(systems, n, 'config_end', 'audit_rows', 'handrail_audit_records')} audit records, "
+        f"{_get(systems, n, 'config_end', 'audit_rows', 'handrail_audit_checkpoints')} checkpoints"
+        for n in HANDRAIL_ROWS
+        if _get(systems, n, "config_end", "audit_rows")
+    ]
+    if counts:
+        w(f"Rows in the handrail stores at the end of the run: {'; '.join(counts)}.")
+        w("")
 
     w(
         f"## 3. Throughput ({p['tp_workflows']} workflows x {p['tp_steps']} trivial steps, "
@@ -1239,11 +1335,21 @@ def render(results: Json) -> str:
         wps = _get(systems, n, "throughput_wps", "median")
         cell = _fmt(wps) if wps is not None else _status_cell(systems[n])
         steps = _fmt(wps * p["tp_steps"] if wps is not None else None, 0)
-        faster = "—" if n == "handrail" else _x(throughput_speedup(results, n), 1, "pending")
+        faster = "—" if n in HANDRAIL_ROWS else _x(throughput_speedup(results, n), 1, "pending")
         w(f"| {LABELS[n]} | {cell} | {steps} | {faster} |")
     w("")
 
     fp: Json = results.get("footprint", {})
+    cost = audit_cost(results)
+    if cost.get("throughput_ratio") is not None:
+        w(
+            f"Audit record cost in throughput: audited / audit=False = "
+            f"{_x(cost['throughput_ratio'], 3)} (median of per-round ratios; the audited "
+            "worker also runs the audit sequencer, which signs a checkpoint every 256 records "
+            "or every second)."
+        )
+        w("")
+
     w("## 4. handrail only: resume, import, memory (peers for context)")
     w("")
     resume = _get(systems, "handrail", "resume")
@@ -1260,16 +1366,19 @@ def render(results: Json) -> str:
     w(f"| system | import (ms) | peak RSS of a {p['steps']}-step run (MiB) |")
     w("|---|---:|---:|")
     w(f"| python + sqlite3 only (baseline) | — | {_fmt(_get(fp, 'baseline', 'vm_hwm_mib'))} |")
-    for n in IMPORTS:
+    for n in FOOTPRINTS:
         if n not in fp and n != "handrail":
             continue  # a peer left out with --only
         e = fp.get(n, {})
-        imp = _fmt(_get(e, "import_ms", "median")) if "import_ms" in e else "pending"
+        if n not in IMPORTS:
+            imp = "(same import)"
+        else:
+            imp = _fmt(_get(e, "import_ms", "median")) if "import_ms" in e else "pending"
         rss = _fmt(e.get("peak_rss_mib")) if "peak_rss_mib" in e else "pending"
         w(f"| {LABELS[n]} | {imp} | {rss} |")
     w("")
 
-    w("## Targets (handrail)")
+    w("## Targets (handrail with the audit record written: the default App)")
     w("")
     w("| target | measured | status |")
     w("|---|---:|---|")
@@ -1295,6 +1404,24 @@ def render(results: Json) -> str:
         lines.extend(notes)
         w("")
     return "\n".join(lines)
+
+
+def git_state() -> Json:
+    """The commit handrail was measured at, and how many files under src/ differ from it."""
+    root = str(HERE.parent)
+
+    def git(*argv: str) -> str:
+        proc = subprocess.run(
+            ["git", "-C", root, *argv], capture_output=True, text=True, check=False
+        )
+        return proc.stdout if proc.returncode == 0 else ""
+
+    try:
+        head = git("rev-parse", "--short", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--", "src").splitlines()
+    except OSError:
+        return {}
+    return {"head": head or None, "src_uncommitted": len(dirty)}
 
 
 def machine_info() -> Json:
@@ -1332,6 +1459,7 @@ def main_parent(args: argparse.Namespace) -> int:
         "params": asdict(params),
         "peer_versions": {p: _version(p) for p in PEER_PACKAGES},
         "handrail_version": _version("handrail"),
+        "git": git_state(),
     }
     results["machine"]["loadavg_start"] = os.getloadavg()
     if os.getloadavg()[0] > 0.5:
@@ -1340,9 +1468,10 @@ def main_parent(args: argparse.Namespace) -> int:
     with temp_root(args.tmp) as root:
         run = run_sequential if args.sequential else run_interleaved
         results["systems"] = run(selected, params, root, log_dir)
-        fp_systems = [n for n in IMPORTS if n in selected]
-        if _get(results, "systems", "handrail", "status") != "ok" and "handrail" in fp_systems:
-            fp_systems.remove("handrail")
+        fp_systems = [n for n in FOOTPRINTS if n in selected]
+        for n in HANDRAIL_ROWS:
+            if _get(results, "systems", n, "status") != "ok" and n in fp_systems:
+                fp_systems.remove(n)
         log(f"import time + peak RSS: {', '.join(fp_systems)}")
         results["footprint"] = footprints(fp_systems, params, root, log_dir)
     results["total_wall_s"] = time.perf_counter() - t_start
@@ -1356,6 +1485,7 @@ def main_parent(args: argparse.Namespace) -> int:
         for n in DRIVERS
         if n in results["systems"]
     }
+    results["derived"]["audit_cost"] = audit_cost(results)
     results["targets"] = evaluate_targets(results)
     report = render(results)
     print(report)
