@@ -49,7 +49,7 @@ WITH candidate AS (
     ORDER BY run_at, created_at, task_id COLLATE "C"
     LIMIT 1
     FOR UPDATE SKIP LOCKED
-)
+), claimed AS (
 UPDATE handrail_tasks AS t
 SET lease_owner = %(worker)s, lease_expires_at = %(expires)s, epoch = t.epoch + 1,
     status = 'in_progress', updated_at = %(now)s
@@ -57,7 +57,20 @@ FROM candidate
 WHERE t.task_id = candidate.task_id
 RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
     t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
-    t.max_execution_seconds;
+    t.max_execution_seconds
+), journal AS (
+    -- the task_claimed event, in the same statement (the lease is ours: nobody else
+    -- appends to this journal now)
+    INSERT INTO handrail_events (task_id, seq, kind, ts, approval, data)
+    SELECT c.task_id,
+        (SELECT coalesce(max(e.seq), -1) + 1 FROM handrail_events e
+         WHERE e.task_id = c.task_id),
+        'task_claimed', %(now)s, 0,
+        '{"worker":' || to_json(%(worker)s::text)::text || ',"epoch":' || c.epoch || '}'
+    FROM claimed c
+    RETURNING 1
+)
+SELECT claimed.*, (SELECT count(*) FROM journal) FROM claimed;
 
 -- name: claim_task_id
 -- claim_task for one named task (a plan on the primary key).
@@ -74,7 +87,7 @@ WITH candidate AS (
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s::text[]))
     FOR UPDATE SKIP LOCKED
-)
+), claimed AS (
 UPDATE handrail_tasks AS t
 SET lease_owner = %(worker)s, lease_expires_at = %(expires)s, epoch = t.epoch + 1,
     status = 'in_progress', updated_at = %(now)s
@@ -82,7 +95,20 @@ FROM candidate
 WHERE t.task_id = candidate.task_id
 RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
     t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
-    t.max_execution_seconds;
+    t.max_execution_seconds
+), journal AS (
+    -- the task_claimed event, in the same statement (the lease is ours: nobody else
+    -- appends to this journal now)
+    INSERT INTO handrail_events (task_id, seq, kind, ts, approval, data)
+    SELECT c.task_id,
+        (SELECT coalesce(max(e.seq), -1) + 1 FROM handrail_events e
+         WHERE e.task_id = c.task_id),
+        'task_claimed', %(now)s, 0,
+        '{"worker":' || to_json(%(worker)s::text)::text || ',"epoch":' || c.epoch || '}'
+    FROM claimed c
+    RETURNING 1
+)
+SELECT claimed.*, (SELECT count(*) FROM journal) FROM claimed;
 
 -- name: append_events
 -- The per-step write, in one statement: lock the task row (a concurrent claim either
@@ -268,3 +294,41 @@ VALUES (%(key)s, %(window_start)s, 1)
 ON CONFLICT (rate_key) DO UPDATE SET
     calls = CASE WHEN r.window_start = %(window_start)s THEN r.calls + 1 ELSE 1 END,
     window_start = %(window_start)s;
+
+-- name: lock_task_journal_end
+-- The task row, locked, and where its journal ends. The max(seq) may read a snapshot
+-- older than the lock: a journal that moved on meanwhile then makes the insert that
+-- follows collide on (task_id, seq), which is refused the same way.
+SELECT t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
+    t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
+    t.max_execution_seconds,
+    (SELECT coalesce(max(e.seq), -1) FROM handrail_events e WHERE e.task_id = t.task_id)
+FROM handrail_tasks t WHERE t.task_id = %(task_id)s
+FOR NO KEY UPDATE OF t;
+
+-- name: operator_write
+-- An operator's write in one statement: revoke any lease (the epoch moves on), append the
+-- events, set status and due time when asked, and wake the workers when it is due.
+WITH task AS (
+    UPDATE handrail_tasks
+    SET epoch = epoch + 1, lease_owner = NULL, lease_expires_at = NULL,
+        status = coalesce(%(status)s::text, status),
+        run_at = CASE WHEN %(set_run_at)s::boolean THEN %(run_at)s::double precision
+                 ELSE run_at END,
+        updated_at = CASE WHEN %(update)s::boolean THEN %(now)s ELSE updated_at END
+    WHERE task_id = %(task_id)s
+    RETURNING queue
+), journal AS (
+    INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs,
+        outputs, reasoning, approval, error, actor, data)
+    SELECT *
+    FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
+        %(e_ts)s::double precision[], %(e_step_index)s::integer[], %(e_step_name)s::text[],
+        %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
+        %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[],
+        %(e_data)s::text[])
+    RETURNING 1
+)
+SELECT CASE WHEN %(wake)s::boolean THEN pg_notify('handrail_wake', queue) END,
+    (SELECT count(*) FROM journal)
+FROM task;

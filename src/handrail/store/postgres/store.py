@@ -237,21 +237,12 @@ class PostgresStore:
         query = _Q["claim_task"] if task_id is None else _Q["claim_task_id"]
 
         def op(conn: _Conn) -> Claim | None:
-            row = conn.execute(query, params).fetchone()
+            row = conn.execute(query, params).fetchone()  # claims and journals the claim
             if row is None:
                 return None
-            task = row_to_task(row)
+            task = row_to_task(row[:-1])
             rows = conn.execute(_Q["load_events"], {"task_id": task.task_id}).fetchall()
             events = [row_to_event(r) for r in rows]
-            claimed = Event(
-                task_id=task.task_id,
-                seq=events[-1].seq + 1 if events else 0,
-                kind=_CLAIMED,
-                timestamp=now,
-                data={"worker": worker_id, "epoch": task.epoch},
-            )
-            conn.execute(_Q["insert_events"], _event_arrays([claimed]))
-            events.append(claimed)
             return Claim(task, Lease(task.task_id, worker_id, task.epoch), events)
 
         return self._run(op)
@@ -324,27 +315,28 @@ class PostgresStore:
         run_at: float | _Unset | None = UNSET,
         audit: Sequence[AuditRow] = (),
     ) -> None:
-        rows = _event_arrays(events)
         update = task_update_params(task_id, now, status, run_at, False)
-        if update is not None:
-            update["wake"] = run_at is not None and run_at is not UNSET
+        params = {
+            **(update or _NO_UPDATE),
+            "task_id": task_id,
+            "now": now,
+            "update": update is not None,
+            "wake": run_at is not None and run_at is not UNSET,
+            **_event_arrays(events),
+        }
 
         def op(conn: _Conn) -> None:
-            row = conn.execute(_Q["lock_task"], {"task_id": task_id}).fetchone()
+            row = conn.execute(_Q["lock_task_journal_end"], {"task_id": task_id}).fetchone()
             if row is None:
                 raise StaleWriteError(task_id, "the task does not exist")
-            if row_to_task(row).leased(now):
+            if row_to_task(row[:-1]).leased(now):
                 raise StaleWriteError(task_id, "a worker holds the task now")
-            last = conn.execute(_Q["last_seq"], {"task_id": task_id}).fetchone()
-            if last is None or last[0] != expect_seq:
+            if row[-1] != expect_seq:
                 raise StaleWriteError(task_id, "its journal moved on")
-            conn.execute(_Q["revoke_lease"], {"task_id": task_id})
             try:
-                conn.execute(_Q["insert_events"], rows)
+                conn.execute(_Q["operator_write"], params)
             except pg_errors.UniqueViolation:
                 raise _seq_taken(task_id) from None
-            if update is not None:
-                conn.execute(_Q["update_task"], update)
             if audit:
                 insert_audit_records(conn, audit)
 
