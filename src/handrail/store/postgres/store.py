@@ -11,6 +11,7 @@ task runnable NOTIFY the subscribers on commit (see ``_wake``).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -54,12 +55,6 @@ from handrail.store.postgres._wake import ListenSubscription
 if TYPE_CHECKING:
     from handrail.audit.record import AuditRow
     from handrail.store.postgres.audit import PostgresAuditLog
-
-
-def insert_audit_records(conn: Any, rows: Sequence[AuditRow]) -> None:
-    from handrail.store.postgres import audit
-
-    audit.insert_audit_records(conn, rows)
 
 
 __all__ = ["PostgresStore"]
@@ -288,9 +283,14 @@ class PostgresStore:
             **_event_arrays(events),
         }
 
+        query = _Q["append_events"]
+        if audit:
+            query = _audited(query, "EXISTS (SELECT FROM allowed)")
+            params.update(_audit_params(audit))
+
         def op(conn: _Conn) -> None:
             try:
-                fence = conn.execute(_Q["append_events"], params).fetchone()
+                fence = conn.execute(query, params).fetchone()
             except pg_errors.UniqueViolation:
                 raise _seq_taken(lease.task_id) from None
             if fence is None or fence[0] != lease.epoch or fence[1] != lease.worker_id:
@@ -299,8 +299,6 @@ class PostgresStore:
                 raise CancelRequested(lease.task_id)
             if fence[3] is not None:
                 raise Halted(lease.task_id, fence[3], fence[4], fence[5], fence[6])
-            if audit:
-                insert_audit_records(conn, audit)
 
         self._run(op)
 
@@ -324,6 +322,8 @@ class PostgresStore:
             "wake": run_at is not None and run_at is not UNSET,
             **_event_arrays(events),
         }
+        if audit:
+            params.update(_audit_params(audit))
 
         def op(conn: _Conn) -> None:
             row = conn.execute(_Q["lock_task_journal_end"], {"task_id": task_id}).fetchone()
@@ -334,11 +334,11 @@ class PostgresStore:
             if row[-1] != expect_seq:
                 raise StaleWriteError(task_id, "its journal moved on")
             try:
-                conn.execute(_Q["operator_write"], params)
+                conn.execute(
+                    _audited(_Q["operator_write"]) if audit else _Q["operator_write"], params
+                )
             except pg_errors.UniqueViolation:
                 raise _seq_taken(task_id) from None
-            if audit:
-                insert_audit_records(conn, audit)
 
         self._run(op)
 
@@ -458,6 +458,22 @@ _NO_UPDATE: dict[str, Any] = {
     "run_at": None,
     "release": False,
 }
+
+
+@functools.cache
+def _audited(query: str, where: str | None = None) -> str:
+    """``query`` (a statement with CTEs) with the audit records' insert as one more."""
+    from handrail.store.postgres.audit import audit_cte
+
+    head, sep, tail = query.partition("\n)\nSELECT ")
+    assert sep, "the query must end its CTEs with ')' and a SELECT"
+    return f"{head}\n), {audit_cte('audited', where=where)}\nSELECT {tail}"
+
+
+def _audit_params(rows: Sequence[AuditRow]) -> dict[str, list[Any]]:
+    from handrail.store.postgres.audit import audit_params
+
+    return audit_params(rows)
 
 
 def _event_arrays(events: Sequence[Event]) -> dict[str, list[Any]]:
