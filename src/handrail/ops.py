@@ -101,10 +101,10 @@ def list_tasks(
 
 def show_task(store: Store, task_id: str) -> TaskView:
     """One task: row, state and timeline. ``NotFoundError`` for an unknown id."""
-    record = store.get_task(task_id)
-    if record is None:
+    found = store.read_task(task_id)
+    if found is None:
         raise NotFoundError("task", task_id)
-    events = store.load_events(task_id)
+    record, events = found
     return TaskView(record, fold(events, task_id), events)
 
 

@@ -293,6 +293,11 @@ class MemoryStore:
         with self._lock:
             return self._tasks.get(task_id)
 
+    def read_task(self, task_id: str) -> tuple[TaskRecord, list[Event]] | None:
+        with self._lock:
+            record = self._tasks.get(task_id)
+            return None if record is None else (record, list(self._events[task_id]))
+
     def list_tasks(
         self,
         *,

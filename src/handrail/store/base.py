@@ -314,6 +314,10 @@ class Store(Protocol):
     def get_task(self, task_id: str) -> TaskRecord | None:
         """The task row, or ``None``."""
 
+    def read_task(self, task_id: str) -> tuple[TaskRecord, list[Event]] | None:
+        """The task row and its journal, read together (one snapshot); ``None`` if the
+        task does not exist."""
+
     def list_tasks(
         self,
         *,

@@ -332,3 +332,15 @@ WITH task AS (
 SELECT CASE WHEN %(wake)s::boolean THEN pg_notify('handrail_wake', queue) END,
     (SELECT count(*) FROM journal)
 FROM task;
+
+-- name: read_task
+-- The task row and its journal in one statement (one snapshot, one round trip): a row per
+-- event, the task's columns first (one row with NULL event columns for an empty journal).
+SELECT t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
+    t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
+    t.max_execution_seconds,
+    e.task_id, e.seq, e.kind, e.ts, e.step_index, e.step_name, e.inputs, e.outputs,
+    e.reasoning, e.approval, e.error, e.actor, e.data
+FROM handrail_tasks t LEFT JOIN handrail_events e ON e.task_id = t.task_id
+WHERE t.task_id = %(task_id)s
+ORDER BY e.seq;

@@ -413,6 +413,13 @@ class PostgresStore:
         rows = self._read(lambda c: c.execute(_Q["load_events"], {"task_id": task_id}).fetchall())
         return [row_to_event(r) for r in rows]
 
+    def read_task(self, task_id: str) -> tuple[TaskRecord, list[Event]] | None:
+        rows = self._read(lambda c: c.execute(_Q["read_task"], {"task_id": task_id}).fetchall())
+        if not rows:
+            return None
+        events = [row_to_event(r[13:]) for r in rows if r[13] is not None]
+        return row_to_task(rows[0][:13]), events
+
     def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._read(lambda c: c.execute(_Q["get_task"], {"task_id": task_id}).fetchone())
         return None if row is None else row_to_task(row)

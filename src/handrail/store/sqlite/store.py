@@ -429,6 +429,21 @@ class SQLiteStore:
         row = self._read(lambda c: c.execute(_Q["get_task"], (task_id,)).fetchone())
         return None if row is None else row_to_task(row)
 
+    def read_task(self, task_id: str) -> tuple[TaskRecord, list[Event]] | None:
+        def read(conn: sqlite3.Connection) -> tuple[TaskRecord, list[Event]] | None:
+            conn.execute("BEGIN")  # one snapshot for both reads
+            try:
+                row = conn.execute(_Q["get_task"], (task_id,)).fetchone()
+                if row is None:
+                    return None
+                rows = conn.execute(_Q["load_events"], (task_id,)).fetchall()
+                return row_to_task(row), [row_to_event(r) for r in rows]
+            finally:
+                conn.execute("COMMIT")
+
+        result: tuple[TaskRecord, list[Event]] | None = self._read(read)
+        return result
+
     def list_tasks(
         self,
         *,
