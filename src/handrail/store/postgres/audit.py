@@ -26,23 +26,16 @@ from handrail.audit.log import (
     AuditLog,
     AuditLogError,
     Backlog,
-    InclusionProof,
     OutboxItem,
     SignedCheckpoint,
-    check_size,
     export_bundle,
     plan_batch,
     signed_from_row,
 )
-from handrail.audit.merkle import consistency_path, inclusion_path
 from handrail.audit.nodes import (
     NodeKey,
     decode_frontier,
     encode_frontier,
-    fold,
-    fold_proof,
-    plan_proof,
-    root_keys,
 )
 from handrail.audit.payloads import (
     KEY_BYTES,
@@ -53,6 +46,7 @@ from handrail.audit.payloads import (
     check_key_id,
 )
 from handrail.audit.record import AuditRow, StoredRecord, leaf_bytes
+from handrail.audit.stored_proofs import StoredTreeProofs
 from handrail.clock import Clock, SystemClock
 from handrail.errors import ConfigurationError, StoreError
 from handrail.store._sql import load_queries
@@ -225,7 +219,7 @@ def _tombstone(conn: _Conn, key_id: str) -> Tombstone | None:
     return None if row is None else Tombstone(key_id, row[0], row[1], row[2])
 
 
-class PostgresAuditLog:
+class PostgresAuditLog(StoredTreeProofs):
     """An :class:`~handrail.audit.log.AuditLog` in the PostgreSQL database at ``url``.
 
     The schema comes from the store's migrations (applied by opening the store, which
@@ -419,43 +413,6 @@ class PostgresAuditLog:
                 "tables were altered or are incomplete"
             )
         return found
-
-    def _size_or_latest(self, size: int | None) -> int:
-        latest = self.latest_checkpoint()
-        tree_size = 0 if latest is None else latest.size
-        if size is None:
-            if latest is None:
-                raise AuditLogError("the log has no signed checkpoint yet")
-            return tree_size
-        check_size(size, tree_size)
-        return size
-
-    def inclusion_proof(self, leaf: int | str, size: int | None = None) -> InclusionProof:
-        tree_size = self._size_or_latest(size)
-        if isinstance(leaf, str):
-            record = self.record(leaf)
-            if record is None or record.leaf_index is None:
-                raise AuditLogError(f"record {leaf!r} is not in the log's tree yet")
-            leaf = record.leaf_index
-        if not 0 <= leaf < tree_size:
-            raise AuditLogError(f"leaf {leaf} is not in the tree of size {tree_size}")
-        index = leaf
-        keys = plan_proof(lambda sr: inclusion_path(index, tree_size, sr))
-        keys.add((0, index))
-        keys.update(root_keys(tree_size))
-        nodes = self._nodes(keys)
-        path = fold_proof(lambda sr: inclusion_path(index, tree_size, sr), nodes)
-        root = fold([nodes[k] for k in root_keys(tree_size)])
-        return InclusionProof(index, tree_size, nodes[(0, index)], tuple(path), root)
-
-    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
-        new = self._size_or_latest(new_size)
-        check_size(old_size, new)
-
-        def path(sr: Callable[[int, int], bytes]) -> list[bytes]:
-            return consistency_path(old_size, new, sr)
-
-        return fold_proof(path, self._nodes(plan_proof(path)))
 
     def export_bundle(self, stream: BinaryIO, key: VerifyingKey, *, size: int | None = None) -> int:
         return export_bundle(self, stream, key, size=size)

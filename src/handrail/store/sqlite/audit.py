@@ -21,27 +21,20 @@ from handrail.audit.log import (
     AuditLog,
     AuditLogError,
     Backlog,
-    InclusionProof,
     OutboxItem,
     SignedCheckpoint,
-    check_size,
     export_bundle,
     plan_batch,
     signed_from_row,
 )
-from handrail.audit.merkle import consistency_path, inclusion_path
 from handrail.audit.nodes import (
     NodeKey,
-    ProofPath,
     decode_frontier,
     encode_frontier,
-    fold,
-    fold_proof,
-    plan_proof,
-    root_keys,
 )
 from handrail.audit.payloads import KeyStore, PayloadVault, SQLiteKeyStore
 from handrail.audit.record import AuditRow, StoredRecord, leaf_bytes
+from handrail.audit.stored_proofs import StoredTreeProofs
 from handrail.clock import Clock, SystemClock
 from handrail.errors import StoreError
 from handrail.store._sql import load_queries
@@ -81,7 +74,7 @@ def _record(r: Sequence[Any]) -> StoredRecord:
     )
 
 
-class SQLiteAuditLog:
+class SQLiteAuditLog(StoredTreeProofs):
     """An :class:`~handrail.audit.log.AuditLog` over the SQLite store at ``path``.
 
     The schema comes from the store's migrations: if they were not applied yet, opening
@@ -290,47 +283,6 @@ class SQLiteAuditLog:
                 "tables were altered or are incomplete"
             )
         return found
-
-    def _proof(self, path: ProofPath) -> list[bytes]:
-        return fold_proof(path, self._nodes(plan_proof(path)))
-
-    def _root(self, size: int) -> bytes:
-        keys = root_keys(size)
-        nodes = self._nodes(set(keys))
-        return fold([nodes[k] for k in keys])
-
-    def _size_or_latest(self, size: int | None) -> int:
-        latest = self.latest_checkpoint()
-        tree_size = 0 if latest is None else latest.size
-        if size is None:
-            if latest is None:
-                raise AuditLogError("the log has no signed checkpoint yet")
-            return tree_size
-        check_size(size, tree_size)
-        return size
-
-    def inclusion_proof(self, leaf: int | str, size: int | None = None) -> InclusionProof:
-        tree_size = self._size_or_latest(size)
-        if isinstance(leaf, str):
-            record = self.record(leaf)
-            if record is None or record.leaf_index is None:
-                raise AuditLogError(f"record {leaf!r} is not in the log's tree yet")
-            leaf = record.leaf_index
-        if not 0 <= leaf < tree_size:
-            raise AuditLogError(f"leaf {leaf} is not in the tree of size {tree_size}")
-        index = leaf
-        keys = plan_proof(lambda sr: inclusion_path(index, tree_size, sr))
-        keys.add((0, index))
-        keys.update(root_keys(tree_size))
-        nodes = self._nodes(keys)
-        path = fold_proof(lambda sr: inclusion_path(index, tree_size, sr), nodes)
-        root = fold([nodes[k] for k in root_keys(tree_size)])
-        return InclusionProof(index, tree_size, nodes[(0, index)], tuple(path), root)
-
-    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
-        new = self._size_or_latest(new_size)
-        check_size(old_size, new)
-        return self._proof(lambda sr: consistency_path(old_size, new, sr))
 
     def export_bundle(self, stream: BinaryIO, key: VerifyingKey, *, size: int | None = None) -> int:
         return export_bundle(self, stream, key, size=size)
