@@ -5,6 +5,8 @@ folds them (see :mod:`handrail.audit.nodes`)."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from handrail.audit.log import (
     AuditLogError,
     InclusionProof,
@@ -16,18 +18,25 @@ from handrail.audit.nodes import NodeKey, ProofPath, fold, fold_proof, plan_proo
 from handrail.audit.record import StoredRecord
 
 
-class StoredTreeProofs:
-    """Inclusion and consistency proofs over stored nodes (a mixin for the SQL logs)."""
+class StoredTreeProofs(ABC):
+    """Inclusion and consistency proofs over stored nodes (a base of the SQL logs)."""
 
+    @abstractmethod
     def latest_checkpoint(self) -> SignedCheckpoint | None:
-        raise NotImplementedError
+        """The newest signed checkpoint, or ``None``."""
 
+    @abstractmethod
     def record(self, call_id: str) -> StoredRecord | None:
-        raise NotImplementedError
+        """A record by call id, or ``None``."""
 
+    @abstractmethod
     def _nodes(self, keys: set[NodeKey]) -> dict[NodeKey, bytes]:
         """The stored hashes of ``keys``, fetched in one query."""
-        raise NotImplementedError
+
+    def size(self) -> int:
+        """The size of the tree the latest checkpoint signs (0 before the first)."""
+        latest = self.latest_checkpoint()
+        return 0 if latest is None else latest.size
 
     def _size_or_latest(self, size: int | None) -> int:
         latest = self.latest_checkpoint()

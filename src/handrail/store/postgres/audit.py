@@ -358,10 +358,6 @@ class PostgresAuditLog(StoredTreeProofs):
         rows = self._pool.run(lambda c: c.execute(_Q["checkpoints"], {"up_to": up_to}).fetchall())
         return [signed_from_row(note, at) for note, at in rows]
 
-    def size(self) -> int:
-        latest = self.latest_checkpoint()
-        return 0 if latest is None else latest.size
-
     def records(
         self,
         *,
