@@ -115,7 +115,7 @@ class App:
             raise ConfigurationError("max_pending_approvals must be at least 1 (or None)")
         self.notifications = Notifications(notifiers)
         self.tracing: Tracing | None = _tracing(tracing)
-        self.auditor: Auditor | None = Auditor(self.store.audit_log()) if audit else None
+        self.auditor: Auditor | None = Auditor() if audit else None
         self.audit_key = None if audit_key is None else os.fspath(audit_key)
         self.audit_sinks: list[Sink] = list(audit_sinks)
         self.audit_retention = audit_retention

@@ -1,37 +1,35 @@
 """The engine's side of the audit log: the records its tool calls and operators' actions
-leave, built before the transaction that journals them and written in it.
+leave, drafted before the transaction that journals them and written in it.
 
 A tool-call attempt's record rides with the journal event that ends the attempt
 (``step_completed`` or ``step_failed``): no record without its step, no step without its
 record. Approvals, interventions, halts and erasures leave records of their own kinds.
-Records hold raw payloads only sealed (AES-GCM, under the task's key or the data
-subject's), and a redacted compliance view; see :mod:`handrail.audit.record`.
+The engine writes drafts (:class:`~handrail.audit.record.AuditDraft`): the redacted
+compliance view, final, and the raw payloads, which the store seals (AES-GCM, under the
+task's key or the data subject's) before they reach the audit log; see
+:mod:`handrail.audit.record`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from handrail.audit.log import AuditLog
-    from handrail.audit.record import AuditRow
+    from handrail.audit.record import AuditDraft
     from handrail.audit.redact import Redactor
     from handrail.journal import Event, TaskState
-    from handrail.store.base import Store
     from handrail.tools import Tool
 
 _UNSET: Any = object()
 
 
 class Auditor:
-    """Builds audit rows over one store's audit log (its key store seals payloads)."""
+    """Drafts audit records; the store writes them into its audit log. Drafting needs
+    neither the log nor its keys, so an Auditor opens nothing."""
 
-    def __init__(self, log: AuditLog, *, redactor: Redactor | None = None):
-        self.log = log
+    def __init__(self, *, redactor: Redactor | None = None):
         self.redactor = redactor
-        self._lock = threading.Lock()
 
     def authorized_by(self, state: TaskState, index: int) -> tuple[str, str | None]:
         """Who authorized step ``index``: its approvers (or the timer), else the task's
@@ -56,17 +54,18 @@ class Auditor:
         duration_ms: float,
         logged_at: float,
         output: Any = _UNSET,
+        output_json: str | None = None,
         error: BaseException | Mapping[str, Any] | None = None,
         failure_class: str | None = None,
-    ) -> AuditRow:
+    ) -> AuditDraft:
         from handrail.audit.payloads import subject_key_id
-        from handrail.audit.record import build_tool_call_record
+        from handrail.audit.record import draft_tool_call
 
         authorized_by, approval = self.authorized_by(state, index)
         key_id = None
         if tool.data_subject is not None and params.get(tool.data_subject) is not None:
             key_id = subject_key_id(str(params[tool.data_subject]))
-        return build_tool_call_record(
+        return draft_tool_call(
             call_id=f"{state.task_id}:{index}:{attempt}",
             task_id=state.task_id,
             tool_name=tool.name,
@@ -74,8 +73,8 @@ class Auditor:
             started_at=started_at,
             duration_ms=duration_ms,
             logged_at=logged_at,
-            vault=self.log.vault,
             output=None if output is _UNSET else output,
+            output_json=output_json,
             error=error,
             failure_class=failure_class,
             describe=tool.describe,
@@ -99,12 +98,12 @@ class Auditor:
         actor: str | None,
         timestamp: float,
         details: Mapping[str, Any] | None = None,
-    ) -> AuditRow:
+    ) -> AuditDraft:
         """The record of a human's (or a timer's) action: an approval requested or decided,
         an intervention, a halt, an erasure."""
-        from handrail.audit.record import build_audit_record
+        from handrail.audit.record import draft_audit_record
 
-        return build_audit_record(
+        return draft_audit_record(
             kind,
             call_id=call_id,
             task_id=task_id,
@@ -127,12 +126,12 @@ _AUDITED_EVENTS = {
 }
 
 
-def event_rows(auditor: Auditor | None, events: Sequence[Event]) -> list[AuditRow]:
+def event_rows(auditor: Auditor | None, events: Sequence[Event]) -> list[AuditDraft]:
     """The audit records of the human (and timer) actions among ``events``: approvals
     requested and decided, interventions raised and resolved, halts, releases, cancels."""
     if auditor is None:
         return []
-    rows: list[AuditRow] = []
+    rows: list[AuditDraft] = []
     for event in events:
         kind = _AUDITED_EVENTS.get(event.kind.value)
         if kind is None:
@@ -182,7 +181,3 @@ _DETAIL_FIELDS = (
     "target",
 )
 
-
-def for_store(store: Store) -> Auditor:
-    """An auditor over ``store``'s audit log."""
-    return Auditor(store.audit_log())

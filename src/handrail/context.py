@@ -57,7 +57,7 @@ from handrail.store.base import UNSET, Lease, Store, _Unset
 from handrail.tools import NOT_DONE, UNKNOWN, Reversibility, Tool, idempotency_key
 
 if TYPE_CHECKING:
-    from handrail.audit.record import AuditRow
+    from handrail.audit.record import AuditDraft
     from handrail.clock import Clock
     from handrail.tracing import Tracing
 
@@ -65,6 +65,7 @@ _CURRENT: ContextVar[TaskContext | None] = ContextVar("handrail_task", default=N
 
 _STARTED = EventKind.STEP_STARTED
 _COMPLETED = EventKind.STEP_COMPLETED
+_APPROVAL_EVENTS = frozenset(kind for kind in EventKind if kind.value.startswith("approval_"))
 _S_COMPLETED = StepStatus.COMPLETED
 _S_FAILED = StepStatus.FAILED
 
@@ -122,7 +123,7 @@ class TaskContext:
     ):
         self._auditor = auditor
         self._tracing = tracing
-        self._audit_rows: list[AuditRow] = []
+        self._audit_rows: list[AuditDraft] = []
         self.task_id = lease.task_id
         self._gate_settings = gate_settings
         self.agent = agent or state.workflow
@@ -137,6 +138,7 @@ class TaskContext:
         self._lease = lease
         self._state = state
         self._unapplied: list[Event] = []
+        self._approvals_unapplied = False  # an approval event waits in _unapplied
         self._next_seq = state.last_seq + 1
         self._index = 0
         self._pending: list[Event] = []
@@ -155,6 +157,7 @@ class TaskContext:
             for event in self._unapplied:
                 apply(state, event)
             self._unapplied = []
+            self._approvals_unapplied = False
         return self._state
 
     @property
@@ -492,7 +495,7 @@ class TaskContext:
         )
         self._pending.append(event)
         if self._auditor is not None and tool.audited:
-            self.audit_attempt(tool, plan, output=serde.loads(outputs_json))
+            self.audit_attempt(tool, plan, output_json=outputs_json)
         if self._circuits is not None:
             self._circuits.succeeded(tool.name)
         if not tool.safe_to_rerun:
@@ -533,17 +536,21 @@ class TaskContext:
         plan: StepRun,
         *,
         output: Any = None,
+        output_json: str | None = None,
         error: dict[str, Any] | None = None,
         failure_class: str | None = None,
     ) -> None:
-        """Build the audit record of one attempt; it is written with the next journal write
+        """Draft the audit record of one attempt; it is written with the next journal write
         (the one that records the attempt's outcome)."""
         auditor = self._auditor
         if auditor is None or not tool.audited or not plan.started_at:
             return
+        # Who authorized the step depends only on the task's approvals and initiator: fold
+        # this run's step events (which change neither) only when an approval event waits.
+        state = self.state if self._approvals_unapplied else self._state
         self._audit_rows.append(
             auditor.tool_call(
-                state=self.state,
+                state=state,
                 agent=self.agent,
                 tool=tool,
                 index=plan.index,
@@ -553,6 +560,7 @@ class TaskContext:
                 duration_ms=(perf_counter() - plan.perf) * 1000.0,
                 logged_at=self._clock.now(),
                 output=output,
+                output_json=output_json,
                 error=error,
                 failure_class=failure_class,
             )
@@ -617,6 +625,8 @@ class TaskContext:
         # Steps this run records are never looked up again by index, so folding them into
         # the state can wait until someone reads it.
         self._unapplied.extend(batch)
+        if any(event.kind in _APPROVAL_EVENTS for event in events):
+            self._approvals_unapplied = True
 
     def _finish_cancelled(self) -> None:
         actor = self.state.cancel_requested_by or "operator"

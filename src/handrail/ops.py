@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from handrail import serde
-from handrail.auditing import event_rows, for_store
+from handrail.auditing import Auditor, event_rows
 from handrail.clock import Clock
 from handrail.errors import InvalidOperationError, NotFoundError, StaleWriteError
 from handrail.journal import (
@@ -71,7 +71,7 @@ def append_audited(
         now=now,
         status=status,
         run_at=run_at,
-        audit=event_rows(for_store(store), events),
+        audit=event_rows(Auditor(), events),
     )
 
 
@@ -440,7 +440,9 @@ def release(
 
 def _audit_control(store: Store, kind: str, item: Halt, actor: str, now: float) -> None:
     """The audit record of pressing (or releasing) the stop button."""
-    row = for_store(store).action(
+    from handrail.audit.record import seal_draft
+
+    row = Auditor().action(
         kind,
         call_id=f"halt:{item.halt_id}:{kind}",
         task_id=item.target if item.scope == "task" else None,
@@ -449,7 +451,8 @@ def _audit_control(store: Store, kind: str, item: Halt, actor: str, now: float) 
         details={"halt_id": item.halt_id, "scope": item.scope, "target": item.target,
                  "reason": item.reason},
     )  # fmt: skip
-    store.audit_log().append([row])
+    log = store.audit_log()
+    log.append([seal_draft(row, log.vault)])
 
 
 def list_halts(store: Store, *, include_released: bool = False) -> list[Halt]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from handrail.audit.memory import MemoryAuditLog
-    from handrail.audit.record import AuditRow
+    from handrail.audit.record import AuditDraft
 
 from handrail.errors import CancelRequested, Halted, LeaseLost, StaleWriteError, TaskExistsError
 from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
@@ -84,6 +84,13 @@ class MemoryStore:
 
                 self._audit_log = MemoryAuditLog()
             return self._audit_log
+
+    def _append_audit(self, drafts: Sequence[AuditDraft]) -> None:
+        """Seal ``drafts`` and append them (under the store's lock: with the events)."""
+        from handrail.audit.record import seal_drafts
+
+        log = self.audit_log()
+        log.append(seal_drafts(drafts, log.vault))
 
     def subscribe(self) -> Subscription:
         return self._wakeups.subscribe()
@@ -225,7 +232,7 @@ class MemoryStore:
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditDraft] = (),
     ) -> None:
         with self._lock:
             r = self._tasks.get(lease.task_id)
@@ -244,7 +251,7 @@ class MemoryStore:
                         )
             self._apply(lease.task_id, events, now, status, run_at, release)
             if audit:
-                self.audit_log().append(audit)
+                self._append_audit(audit)
         if release and run_at is not None and run_at is not UNSET:
             self._wakeups.signal()
 
@@ -257,7 +264,7 @@ class MemoryStore:
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditDraft] = (),
     ) -> None:
         with self._lock:
             r = self._tasks.get(task_id)
@@ -270,7 +277,7 @@ class MemoryStore:
             self._replace(task_id, epoch=r.epoch + 1, lease_owner=None, lease_expires_at=None)
             self._apply(task_id, events, now, status, run_at, False)
             if audit:
-                self.audit_log().append(audit)
+                self._append_audit(audit)
         if run_at is not None and run_at is not UNSET:
             self._wakeups.signal()
 

@@ -4,10 +4,14 @@ Three backends implement :class:`AuditLog`: in memory (:mod:`handrail.audit.memo
 SQLite (:mod:`handrail.store.sqlite.audit`) and PostgreSQL
 (:mod:`handrail.store.postgres.audit`). How a record travels:
 
-1. **insert**: a writer inserts the record (``insert_audit_records(conn, rows)`` inside
-   the transaction that journals the event, or :meth:`AuditLog.append` on its own). The
-   record gets an id; a trigger queues it in ``handrail_audit_pending``. Writers only
-   ever INSERT, so they never wait on a shared row.
+1. **insert**: a writer inserts the record inside the transaction that journals the
+   event (or :meth:`AuditLog.append` on its own). The in-memory and PostgreSQL stores
+   seal it (:func:`~handrail.audit.record.seal_draft`) and insert the record; the
+   SQLite store inserts the :class:`~handrail.audit.record.AuditDraft` and the log seals
+   it into a record later (:meth:`AuditLog.seal_drafts`, which the sequencer and every
+   read call first). The record gets an id; a trigger queues it in
+   ``handrail_audit_pending``. Writers only ever INSERT, so they never wait on a shared
+   row.
 2. **sequence**: :meth:`AuditLog.sequence`, one sequencer at a time (SQLite: ``BEGIN
    IMMEDIATE``; PostgreSQL: ``pg_try_advisory_xact_lock``), takes the queued records in
    id order, gives them the next contiguous leaf indexes (never the id: PostgreSQL ids
@@ -24,7 +28,7 @@ frontier is saved with every checkpoint, so appending a batch never rebuilds any
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO, Protocol
 
 from handrail.audit.bundle import BundleHeader, write_bundle
@@ -37,8 +41,8 @@ from handrail.audit.checkpoint import (
 )
 from handrail.audit.merkle import verify_inclusion
 from handrail.audit.nodes import frontier_root, integrate
-from handrail.audit.payloads import KeyStore, PayloadVault
-from handrail.audit.record import AuditRow, StoredRecord, stored_leaf_hash
+from handrail.audit.payloads import KeyStore, PayloadVault, Tombstone
+from handrail.audit.record import AuditDraft, AuditRow, StoredRecord, seal_drafts, stored_leaf_hash
 from handrail.errors import AuditError
 
 __all__ = [
@@ -48,10 +52,15 @@ __all__ = [
     "InclusionProof",
     "OutboxItem",
     "SequencedBatch",
+    "SealFirstKeys",
     "SignedCheckpoint",
     "export_bundle",
     "plan_batch",
+    "seal_in_batches",
 ]
+
+DRAFT_BATCH = 500
+"""Drafts sealed per transaction."""
 
 EXPORT_CHUNK = 1000
 """Leaves read per query while exporting."""
@@ -140,8 +149,12 @@ class AuditLog(Protocol):
         """Insert records in a transaction of their own; returns how many were new (a
         ``call_id`` already in the log is skipped)."""
 
+    def seal_drafts(self) -> int:
+        """Seal the drafts step transactions left (oldest first) into records; returns how
+        many. Reads and :meth:`sequence` do it first; a log that seals on write has none."""
+
     def pending(self) -> int:
-        """How many records wait for the sequencer."""
+        """How many records (and drafts) wait for the sequencer."""
 
     def sequence(
         self,
@@ -253,6 +266,58 @@ def plan_batch(
     checkpoint = Checkpoint(origin, new_size, frontier_root(new_size, new_frontier))
     note = sign_checkpoint(checkpoint, signing_key)
     return SequencedBatch(leaves, nodes, SignedCheckpoint(checkpoint, note, now), new_frontier)
+
+
+def seal_in_batches(
+    read: Callable[[int], Sequence[tuple[int, AuditDraft]]],
+    write: Callable[[Sequence[AuditRow], Sequence[tuple[int, str]]], None],
+    vault: PayloadVault,
+    *,
+    batch: int = DRAFT_BATCH,
+) -> int:
+    """Seal drafts into records, oldest first, ``batch`` at a time: ``read(n)`` returns up
+    to ``n`` ``(draft id, draft)``; they are sealed with no transaction open (sealing may
+    create a data key, a write of its own); ``write(records, done)`` inserts the records
+    (a ``call_id`` already logged is skipped) and deletes the drafts ``done``
+    ``(id, call_id)`` in one transaction. Safe in many threads and processes at once: two
+    sealers of one draft insert one record. Returns how many drafts were sealed."""
+    sealed = 0
+    while True:
+        drafts = read(batch)
+        if not drafts:
+            return sealed
+        records = seal_drafts([draft for _, draft in drafts], vault)
+        write(records, [(draft_id, draft.call_id) for draft_id, draft in drafts])
+        sealed += len(drafts)
+        if len(drafts) < batch:
+            return sealed
+
+
+class SealFirstKeys:
+    """A log's key store as its users see it: destroying a key seals the log's waiting
+    drafts first, so a record written before an erasure is erased like any other (opened
+    as erased, with its tombstone) instead of sealed afterwards with its payloads
+    withheld."""
+
+    def __init__(self, keys: KeyStore, seal: Callable[[], int]) -> None:
+        self._keys = keys
+        self._seal = seal
+
+    def get_or_create(self, key_id: str) -> bytes:
+        return self._keys.get_or_create(key_id)
+
+    def get(self, key_id: str) -> bytes | None:
+        return self._keys.get(key_id)
+
+    def destroy(self, key_id: str, *, by: str, reason: str | None = None) -> bool:
+        self._seal()
+        return self._keys.destroy(key_id, by=by, reason=reason)
+
+    def destroyed(self, key_id: str) -> bool:
+        return self._keys.destroyed(key_id)
+
+    def tombstone(self, key_id: str) -> Tombstone | None:
+        return self._keys.tombstone(key_id)
 
 
 def signed_from_row(note: str, created_at: float) -> SignedCheckpoint:

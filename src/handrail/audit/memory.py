@@ -96,6 +96,9 @@ class MemoryAuditLog:
                 added += 1
             return added
 
+    def seal_drafts(self) -> int:
+        return 0  # records are sealed when written
+
     def pending(self) -> int:
         with self._lock:
             return len(self._pending)

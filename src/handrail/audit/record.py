@@ -1,9 +1,10 @@
 """Audit records: what one tool call (or approval, intervention, halt, erasure, retention
 run) leaves in the audit log, and the two views of it.
 
-A record is built **before** the transaction that stores it (sealing a payload may need
-to create its data key, which is a write of its own) and comes out as an :class:`AuditRow`
-of three parts:
+A record is first an :class:`AuditDraft`, which the step's transaction writes: its
+compliance part final, its raw payloads not encrypted yet. Sealing it (:func:`seal_draft`,
+which may need to create the data key, a write of its own) makes the :class:`AuditRow` the
+audit log stores, of three parts:
 
 compliance
     plain-language JSON for auditors: who did what to which data, on whose authority,
@@ -54,6 +55,7 @@ from handrail.audit.redact import Redactor
 
 __all__ = [
     "PAYLOAD_FIELDS",
+    "AuditDraft",
     "AuditEntry",
     "AuditRow",
     "ErasedPayload",
@@ -65,8 +67,12 @@ __all__ = [
     "build_audit_record",
     "build_tool_call_record",
     "compliance_view",
+    "draft_audit_record",
+    "draft_tool_call",
     "from_iso",
     "leaf_bytes",
+    "seal_draft",
+    "seal_drafts",
     "stored_leaf_hash",
     "technical_document",
     "technical_view",
@@ -102,13 +108,21 @@ class Outcome(StrEnum):
     PARTIAL = "partial"
 
 
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def to_iso(seconds: float) -> str:
     """Seconds since the epoch as ``2025-01-31T12:00:00.000000Z``."""
+    global _last_second
     whole = math.floor(seconds)
     micros = round((seconds - whole) * 1_000_000)
     if micros == 1_000_000:
         whole, micros = whole + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
+    cached_second, prefix = _last_second  # one tuple: safe to read from any thread
+    if cached_second != whole:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second = (whole, prefix)
+    return f"{prefix}.{micros:06d}Z"
 
 
 def from_iso(text: str) -> float:
@@ -220,19 +234,16 @@ def _describe(template: str | None, tool_name: str, params: Mapping[str, Any]) -
 
 
 def _seal(
-    vault: PayloadVault | None, key_id: str, call_id: str, payloads: Mapping[str, Any]
+    vault: PayloadVault | None, key_id: str, call_id: str, payloads: Mapping[str, str | None]
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """(technical part, commitments) for the payloads that are not ``None``."""
-    present = {name: value for name, value in payloads.items() if value is not None}
+    """(technical part, commitments) for the payloads (JSON texts) that are not ``None``."""
+    present = {name: text for name, text in payloads.items() if text is not None}
     if vault is None or not present:
         return None, {}
     technical: dict[str, Any] = {"key_id": key_id}
     commitments: dict[str, str] = {}
     try:
-        values = [
-            (serde.dumps(value, what=f"audit {name}").encode("utf-8"), _aad(call_id, name))
-            for name, value in present.items()
-        ]
+        values = [(text.encode("utf-8"), _aad(call_id, name)) for name, text in present.items()]
         for name, sealed in zip(present, vault.seal_committed_all(key_id, values), strict=True):
             technical[name] = base64.b64encode(sealed.envelope).decode("ascii")
             commitments[name] = sealed.commitment
@@ -241,36 +252,70 @@ def _seal(
         tomb = exc.tombstone
         return {
             "key_id": key_id,
-            "withheld": "the data key was destroyed before this record was written",
+            "withheld": "the data key was destroyed before this record was sealed",
             "destroyed_at": None if tomb is None else tomb.destroyed_at,
         }, {}
     return technical, commitments
 
 
-def _row(
-    call_id: str,
-    task_id: str | None,
-    kind: str,
-    logged_at: float,
-    compliance: dict[str, Any],
-    technical: dict[str, Any] | None,
-    commitments: dict[str, str],
-) -> AuditRow:
-    body = dict(compliance)
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditDraft:
+    """A record as the step's transaction writes it: the compliance view final (redacted,
+    canonical JSON) and the raw payloads as JSON text, not sealed yet.
+
+    Sealing (:func:`seal_draft`: AES-GCM under the data key, salted commitments, the leaf
+    body) needs the key store and costs most of a record's CPU, so the SQL stores keep
+    the draft and seal it later, off the step's path (before any read of the log, and in
+    every sequencer round); the in-memory store seals it at once. Either way the draft
+    commits with its step: no record without its step, no step without its record.
+    """
+
+    call_id: str
+    task_id: str | None
+    kind: str
+    created_at: float
+    compliance_json: str
+    key_id: str | None = None
+    raw_input: str | None = None
+    raw_output: str | None = None
+    error: str | None = None
+
+
+def seal_draft(draft: AuditDraft, vault: PayloadVault | None) -> AuditRow:
+    """The row of ``draft``: its raw payloads sealed with ``vault`` (none kept without one)
+    under its key (default the task's), and the leaf body with their commitments."""
+    payloads = {"raw_input": draft.raw_input, "raw_output": draft.raw_output, "error": draft.error}
+    technical: dict[str, Any] | None = None
+    commitments: dict[str, str] = {}
+    if draft.raw_input is not None or draft.raw_output is not None or draft.error is not None:
+        key_id = draft.key_id or task_key_id(draft.task_id or "")
+        technical, commitments = _seal(vault, key_id, draft.call_id, payloads)
+    leaf_body = draft.compliance_json
     if commitments:
+        body = json.loads(draft.compliance_json)
         body["commitments"] = commitments
+        leaf_body = canonical_json(body).decode("utf-8")
     return AuditRow(
-        call_id=call_id,
-        task_id=task_id,
-        kind=kind,
-        created_at=logged_at,
-        compliance_json=canonical_json(compliance).decode("utf-8"),
+        call_id=draft.call_id,
+        task_id=draft.task_id,
+        kind=draft.kind,
+        created_at=draft.created_at,
+        compliance_json=draft.compliance_json,
         technical_json=None if technical is None else canonical_json(technical).decode("utf-8"),
-        leaf_body=canonical_json(body).decode("utf-8"),
+        leaf_body=leaf_body,
     )
 
 
-def build_tool_call_record(
+def seal_drafts(drafts: Sequence[AuditDraft], vault: PayloadVault | None) -> list[AuditRow]:
+    """:func:`seal_draft` for each of ``drafts``."""
+    return [seal_draft(draft, vault) for draft in drafts]
+
+
+def _payload(value: Any, name: str) -> str | None:
+    return None if value is None else serde.dumps(value, what=f"audit {name}")
+
+
+def draft_tool_call(
     *,
     call_id: str,
     task_id: str,
@@ -279,8 +324,8 @@ def build_tool_call_record(
     started_at: float,
     duration_ms: float,
     logged_at: float,
-    vault: PayloadVault | None,
     output: Any = None,
+    output_json: str | None = None,
     error: BaseException | Mapping[str, Any] | None = None,
     failure_class: str | None = None,
     outcome: Outcome | str | None = None,
@@ -294,15 +339,14 @@ def build_tool_call_record(
     attempt: int | None = None,
     redactor: Redactor | None = None,
     key_id: str | None = None,
-) -> AuditRow:
-    """The row for one tool-call attempt. Call it *before* the store transaction.
+) -> AuditDraft:
+    """The draft for one tool-call attempt (see :class:`AuditDraft`).
 
     ``params`` are the call's named parameters (they fill the ``describe`` template, after
-    redaction, and are the raw input); ``output`` or ``error`` its result.
-    ``outcome`` defaults to failure when there is an error, success otherwise. Raw
-    payloads are sealed under ``key_id`` (default ``task:<task_id>``); without a
-    ``vault`` none is kept. ``call_id`` must be unique per attempt, e.g.
-    ``f"{task_id}:{step_index}:{attempt}"``.
+    redaction, and are the raw input); ``output`` (or its JSON text, ``output_json``) or
+    ``error`` its result. ``outcome`` defaults to failure when there is an error, success
+    otherwise. Raw payloads are sealed under ``key_id`` (default ``task:<task_id>``).
+    ``call_id`` must be unique per attempt, e.g. ``f"{task_id}:{step_index}:{attempt}"``.
     """
     redactor = redactor or _DEFAULT_REDACTOR
     if describe is None:
@@ -336,14 +380,26 @@ def build_tool_call_record(
         compliance["step_index"] = step_index
     if attempt is not None:
         compliance["attempt"] = attempt
-    payloads = {"raw_input": dict(params), "raw_output": output, "error": error_info}
-    technical, commitments = _seal(vault, key_id or task_key_id(task_id), call_id, payloads)
-    return _row(
-        call_id, task_id, RecordKind.TOOL_CALL.value, logged_at, compliance, technical, commitments
+    return AuditDraft(
+        call_id=call_id,
+        task_id=task_id,
+        kind=RecordKind.TOOL_CALL.value,
+        created_at=logged_at,
+        compliance_json=canonical_json(compliance).decode("utf-8"),
+        key_id=key_id,
+        raw_input=_payload(dict(params), "raw_input"),
+        raw_output=output_json if output_json is not None else _payload(output, "raw_output"),
+        error=_payload(error_info, "error"),
     )
 
 
-def build_audit_record(
+def build_tool_call_record(*, vault: PayloadVault | None, **fields: Any) -> AuditRow:
+    """The sealed row for one tool-call attempt: :func:`draft_tool_call` with ``fields``,
+    sealed with ``vault`` (without one no raw payload is kept)."""
+    return seal_draft(draft_tool_call(**fields), vault)
+
+
+def draft_audit_record(
     kind: RecordKind | str,
     *,
     call_id: str,
@@ -353,11 +409,10 @@ def build_audit_record(
     logged_at: float,
     details: Mapping[str, Any] | None = None,
     raw: Any = None,
-    vault: PayloadVault | None = None,
     redactor: Redactor | None = None,
     key_id: str | None = None,
-) -> AuditRow:
-    """The row for an auditable event other than a tool call (approval requested or
+) -> AuditDraft:
+    """The draft for an auditable event other than a tool call (approval requested or
     decided, intervention raised or resolved, halt, release, erasure, retention run).
 
     ``details`` go into the compliance view, redacted; ``raw`` (optional) is sealed like
@@ -373,15 +428,25 @@ def build_audit_record(
         "details": redactor.redact_value(_plain(dict(details or {}))),
         "logged_at": to_iso(logged_at),
     }
-    technical: dict[str, Any] | None = None
-    commitments: dict[str, str] = {}
-    if raw is not None:
-        if key_id is None and task_id is None:
-            raise ValueError("a raw payload needs a key_id (or a task_id for the task's key)")
-        technical, commitments = _seal(
-            vault, key_id or task_key_id(task_id or ""), call_id, {"raw_input": raw}
-        )
-    return _row(call_id, task_id, str(kind), logged_at, compliance, technical, commitments)
+    if raw is not None and key_id is None and task_id is None:
+        raise ValueError("a raw payload needs a key_id (or a task_id for the task's key)")
+    return AuditDraft(
+        call_id=call_id,
+        task_id=task_id,
+        kind=str(kind),
+        created_at=logged_at,
+        compliance_json=canonical_json(compliance).decode("utf-8"),
+        key_id=key_id,
+        raw_input=_payload(raw, "raw_input"),
+    )
+
+
+def build_audit_record(
+    kind: RecordKind | str, *, vault: PayloadVault | None = None, **fields: Any
+) -> AuditRow:
+    """The sealed row for an auditable event other than a tool call:
+    :func:`draft_audit_record` with ``fields``, sealed with ``vault``."""
+    return seal_draft(draft_audit_record(kind, **fields), vault)
 
 
 # --- views --------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from handrail.journal import Event, TaskStatus
 
 if TYPE_CHECKING:
     from handrail.audit.log import AuditLog
-    from handrail.audit.record import AuditRow
+    from handrail.audit.record import AuditDraft
 
 
 class _Unset:
@@ -249,14 +249,15 @@ class Store(Protocol):
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditDraft] = (),
     ) -> None:
         """Append ``events`` atomically, fenced by ``lease``; optionally set the status, the
         next due time, and give up the lease. Raises ``LeaseLost`` if the epoch moved. With
         ``boundary`` (the write opens a step), raises ``CancelRequested`` if an operator
         asked to cancel and ``Halted`` if an active halt covers everything, the task or the
-        tool of a ``step_started``/``step_retried`` event, writing nothing. ``audit`` rows
-        are inserted into the audit log in the same transaction."""
+        tool of a ``step_started``/``step_retried`` event, writing nothing. ``audit`` drafts
+        are written in the same transaction: sealed into the audit log right away, or kept
+        as drafts that the log seals before anyone reads or sequences them (SQLite)."""
 
     def append_unleased(
         self,
@@ -267,11 +268,12 @@ class Store(Protocol):
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditDraft] = (),
     ) -> None:
         """An operator's write to a task no live lease holds, whose journal ends at
         ``expect_seq``; ``StaleWriteError`` otherwise. It bumps the epoch, so a worker whose
-        lease merely expired can write no more. ``audit`` rows go in the same transaction."""
+        lease merely expired can write no more. ``audit`` drafts go in the same transaction,
+        as in :meth:`append_events`."""
 
     def audit_log(self) -> AuditLog:
         """The audit log in this store's database (opened on first use, closed with the

@@ -27,9 +27,11 @@ from handrail.audit.log import (
     AuditLogError,
     Backlog,
     OutboxItem,
+    SealFirstKeys,
     SignedCheckpoint,
     export_bundle,
     plan_batch,
+    seal_in_batches,
     signed_from_row,
 )
 from handrail.audit.nodes import (
@@ -45,7 +47,7 @@ from handrail.audit.payloads import (
     Tombstone,
     check_key_id,
 )
-from handrail.audit.record import AuditRow, StoredRecord, leaf_bytes
+from handrail.audit.record import AuditDraft, AuditRow, StoredRecord, leaf_bytes
 from handrail.audit.stored_proofs import StoredTreeProofs
 from handrail.clock import Clock, SystemClock
 from handrail.errors import ConfigurationError, StoreError
@@ -60,7 +62,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "pip install 'handrail[postgres]'"
     ) from exc
 
-__all__ = ["PostgresAuditLog", "PostgresKeyStore", "insert_audit_records"]
+__all__ = [
+    "PostgresAuditLog",
+    "PostgresKeyStore",
+    "audit_cte",
+    "audit_params",
+    "insert_audit_records",
+]
 
 T = TypeVar("T")
 _Conn = psycopg.Connection[tuple[Any, ...]]
@@ -69,6 +77,20 @@ SEQUENCER_LOCK = 0x68616E6472_0003
 """The advisory lock a sequencer holds for its transaction ("handr" + 3)."""
 _KEY_LOCK = 0x68610004
 """First half of the advisory lock on one data key id (the second is its hash)."""
+
+
+def _draft_arrays(drafts: Sequence[AuditDraft]) -> dict[str, list[Any]]:
+    return {
+        "call_id": [d.call_id for d in drafts],
+        "task_id": [d.task_id for d in drafts],
+        "kind": [d.kind for d in drafts],
+        "created_at": [d.created_at for d in drafts],
+        "compliance_json": [d.compliance_json for d in drafts],
+        "key_id": [d.key_id for d in drafts],
+        "raw_input": [d.raw_input for d in drafts],
+        "raw_output": [d.raw_output for d in drafts],
+        "error": [d.error for d in drafts],
+    }
 
 
 def _arrays(rows: Sequence[AuditRow]) -> dict[str, list[Any]]:
@@ -84,20 +106,18 @@ def _arrays(rows: Sequence[AuditRow]) -> dict[str, list[Any]]:
 
 
 def audit_cte(name: str, *, where: str | None = None) -> str:
-    """The records' insert as a data-modifying CTE ``name`` (its parameters prefixed
+    """The drafts' insert as a data-modifying CTE ``name`` (its parameters prefixed
     ``a_``; rows kept only ``where`` that holds), for a writer that folds it into its own
     statement: one round trip less."""
-    insert = _Q["insert_records"].strip().rstrip(";").replace("%(", "%(a_")
+    insert = _Q["insert_drafts"].strip().rstrip(";").replace("%(", "%(a_")
     if where is not None:
-        head, sep, tail = insert.partition("\nON CONFLICT")
-        assert sep, "the insert ends with ON CONFLICT"
-        insert = f"{head}\nWHERE {where}\nON CONFLICT{tail}"
+        insert = f"{insert}\nWHERE {where}"
     return f"{name} AS ({insert} RETURNING 1)"
 
 
-def audit_params(rows: Sequence[AuditRow]) -> dict[str, list[Any]]:
-    """The parameters of :func:`audit_cte` for ``rows``."""
-    return {f"a_{k}": v for k, v in _arrays(rows).items()}
+def audit_params(drafts: Sequence[AuditDraft]) -> dict[str, list[Any]]:
+    """The parameters of :func:`audit_cte` for ``drafts``."""
+    return {f"a_{k}": v for k, v in _draft_arrays(drafts).items()}
 
 
 def insert_audit_records(conn: _Conn, rows: Sequence[AuditRow]) -> int:
@@ -252,10 +272,13 @@ class PostgresAuditLog(StoredTreeProofs):
             raise
         self._keys: KeyStore = keys or PostgresKeyStore(self._pool, clock=self._clock)
         self._vault = PayloadVault(self._keys)
+        self._sealing_keys = SealFirstKeys(self._keys, self.seal_drafts)
 
     @property
     def keys(self) -> KeyStore:
-        return self._keys
+        """The data keys; destroying one seals the waiting drafts first (see
+        :class:`~handrail.audit.log.SealFirstKeys`)."""
+        return self._sealing_keys
 
     @property
     def vault(self) -> PayloadVault:
@@ -273,7 +296,25 @@ class PostgresAuditLog(StoredTreeProofs):
     # -- writes --------------------------------------------------------------------------
 
     def append(self, rows: Sequence[AuditRow]) -> int:
+        self.seal_drafts()  # records keep the order their steps committed in
         return self._pool.run(lambda conn: insert_audit_records(conn, rows))
+
+    def seal_drafts(self) -> int:
+        """Seal the drafts the step statements wrote (see
+        :func:`~handrail.audit.log.seal_in_batches`); draft ids are never reused."""
+
+        def read(limit: int) -> list[tuple[int, AuditDraft]]:
+            rows = self._pool.run(lambda c: c.execute(_Q["drafts"], {"limit": limit}).fetchall())
+            return [(r[0], AuditDraft(*r[1:])) for r in rows]
+
+        def write(records: Sequence[AuditRow], done: Sequence[tuple[int, str]]) -> None:
+            def op(conn: _Conn) -> None:
+                insert_audit_records(conn, records)
+                conn.execute(_Q["delete_drafts"], {"ids": [draft_id for draft_id, _ in done]})
+
+            self._pool.run(op)
+
+        return seal_in_batches(read, write, self._vault)
 
     def pending(self) -> int:
         count: int = self._pool.run(lambda c: _one(c, "pending_count")[0])
@@ -289,6 +330,7 @@ class PostgresAuditLog(StoredTreeProofs):
         now: float | None = None,
     ) -> SignedCheckpoint | None:
         at = self._clock.now() if now is None else now
+        self.seal_drafts()
 
         def op(conn: _Conn) -> SignedCheckpoint | None:
             if not _one(conn, "try_lock", {"lock": SEQUENCER_LOCK})[0]:
@@ -376,10 +418,12 @@ class PostgresAuditLog(StoredTreeProofs):
             "after_id": after_id or 0,
             "limit": limit,
         }
+        self.seal_drafts()
         rows = self._pool.run(lambda c: c.execute(_Q["records"], params).fetchall())
         return [_record(r) for r in rows]
 
     def record(self, call_id: str) -> StoredRecord | None:
+        self.seal_drafts()
         row = self._pool.run(lambda c: c.execute(_Q["record"], {"call_id": call_id}).fetchone())
         return None if row is None else _record(row)
 

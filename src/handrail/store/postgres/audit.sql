@@ -13,8 +13,27 @@ ON CONFLICT (call_id) DO NOTHING;
 -- name: try_lock
 SELECT pg_try_advisory_xact_lock(%(lock)s);
 
+-- name: insert_drafts
+INSERT INTO handrail_audit_drafts
+    (call_id, task_id, kind, created_at, compliance_json, key_id, raw_input, raw_output, error)
+SELECT *
+FROM unnest(%(call_id)s::text[], %(task_id)s::text[], %(kind)s::text[],
+    %(created_at)s::double precision[], %(compliance_json)s::text[], %(key_id)s::text[],
+    %(raw_input)s::text[], %(raw_output)s::text[], %(error)s::text[]);
+
+-- name: drafts
+SELECT id, call_id, task_id, kind, created_at, compliance_json, key_id, raw_input,
+       raw_output, error
+FROM handrail_audit_drafts
+ORDER BY id
+LIMIT %(limit)s;
+
+-- name: delete_drafts
+DELETE FROM handrail_audit_drafts WHERE id = ANY(%(ids)s::bigint[]);
+
 -- name: pending_count
-SELECT count(*) FROM handrail_audit_pending;
+SELECT (SELECT count(*) FROM handrail_audit_pending)
+     + (SELECT count(*) FROM handrail_audit_drafts);
 
 -- name: pending_batch
 SELECT p.record_id, r.leaf_body

@@ -181,3 +181,16 @@ ON handrail_audit_leaves FOR EACH STATEMENT EXECUTE FUNCTION handrail_audit_appe
 
 CREATE TRIGGER handrail_audit_checkpoints_no_truncate BEFORE TRUNCATE
 ON handrail_audit_checkpoints FOR EACH STATEMENT EXECUTE FUNCTION handrail_audit_append_only();
+
+CREATE TABLE handrail_audit_drafts (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    call_id text NOT NULL,
+    task_id text,
+    kind text NOT NULL,
+    created_at double precision NOT NULL,
+    compliance_json text NOT NULL,
+    key_id text,
+    raw_input text,
+    raw_output text,
+    error text
+);

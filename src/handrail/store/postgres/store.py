@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from handrail.store.postgres._wake import ListenSubscription
 
 if TYPE_CHECKING:
-    from handrail.audit.record import AuditRow
+    from handrail.audit.record import AuditDraft
     from handrail.store.postgres.audit import PostgresAuditLog
 
 
@@ -266,7 +266,7 @@ class PostgresStore:
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditDraft] = (),
     ) -> None:
         update = task_update_params(lease.task_id, now, status, run_at, release)
         params = {
@@ -311,7 +311,7 @@ class PostgresStore:
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditDraft] = (),
     ) -> None:
         update = task_update_params(task_id, now, status, run_at, False)
         params = {
@@ -477,10 +477,10 @@ def _audited(query: str, where: str | None = None) -> str:
     return f"{head}\n), {audit_cte('audited', where=where)}\nSELECT {tail}"
 
 
-def _audit_params(rows: Sequence[AuditRow]) -> dict[str, list[Any]]:
+def _audit_params(drafts: Sequence[AuditDraft]) -> dict[str, list[Any]]:
     from handrail.store.postgres.audit import audit_params
 
-    return audit_params(rows)
+    return audit_params(drafts)
 
 
 def _event_arrays(events: Sequence[Event]) -> dict[str, list[Any]]:

@@ -1,10 +1,16 @@
-"""The audit log in the SQLite store's file (tables ``handrail_audit_*``, migration 0003).
+"""The audit log in the SQLite store's file (tables ``handrail_audit_*``, migrations 0003
+and 0004).
 
-:func:`insert_audit_records` writes records inside a transaction the caller holds (the
-store's step transaction); :class:`SQLiteAuditLog` opens connections of its own to the
-same file (WAL: readers never block the writer) for standalone writes, the sequencer,
-proofs, export and the outbox. The sequencer takes SQLite's write lock with ``BEGIN
-IMMEDIATE``, so one sequences at a time across every process on the file.
+:func:`insert_audit_drafts` writes a step's records, as drafts, inside the step's
+transaction (the store's group commit): one row in ``handrail_audit_drafts``, no index,
+no crypto, so the audit adds little to the one transaction a step waits for.
+:class:`SQLiteAuditLog` opens connections of its own to the same file (WAL: readers never
+block the writer). Before it reads records, counts what waits or sequences, it seals the
+drafts (:meth:`SQLiteAuditLog.seal_drafts`: payloads encrypted under their data keys,
+commitments, leaf bodies) into ``handrail_audit_records`` and deletes them, in one
+transaction; the sequencer, a background job of every worker, does so every round. The
+sequencer takes SQLite's write lock with ``BEGIN IMMEDIATE``, so one sequences at a time
+across every process on the file.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
@@ -22,9 +29,11 @@ from handrail.audit.log import (
     AuditLogError,
     Backlog,
     OutboxItem,
+    SealFirstKeys,
     SignedCheckpoint,
     export_bundle,
     plan_batch,
+    seal_in_batches,
     signed_from_row,
 )
 from handrail.audit.nodes import (
@@ -33,13 +42,13 @@ from handrail.audit.nodes import (
     encode_frontier,
 )
 from handrail.audit.payloads import KeyStore, PayloadVault, SQLiteKeyStore
-from handrail.audit.record import AuditRow, StoredRecord, leaf_bytes
+from handrail.audit.record import AuditDraft, AuditRow, StoredRecord, leaf_bytes
 from handrail.audit.stored_proofs import StoredTreeProofs
 from handrail.clock import Clock, SystemClock
 from handrail.errors import StoreError
 from handrail.store._sql import load_queries
 
-__all__ = ["SQLiteAuditLog", "insert_audit_records"]
+__all__ = ["SQLiteAuditLog", "insert_audit_drafts", "insert_audit_records"]
 
 T = TypeVar("T")
 _Q = load_queries("handrail.store.sqlite", "audit.sql")
@@ -66,6 +75,27 @@ def insert_audit_records(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> 
         return 0
     written: int = conn.executemany(_Q["insert_record"], [_params(r) for r in rows]).rowcount
     return written
+
+
+def insert_audit_drafts(conn: sqlite3.Connection, drafts: Sequence[AuditDraft]) -> None:
+    """Insert ``drafts`` in the transaction ``conn`` holds (nothing is committed here)."""
+    conn.executemany(
+        _Q["insert_draft"],
+        [
+            (
+                d.call_id,
+                d.task_id,
+                d.kind,
+                d.created_at,
+                d.compliance_json,
+                d.key_id,
+                d.raw_input,
+                d.raw_output,
+                d.error,
+            )
+            for d in drafts
+        ],
+    )
 
 
 def _record(r: Sequence[Any]) -> StoredRecord:
@@ -110,10 +140,13 @@ class SQLiteAuditLog(StoredTreeProofs):
             self.close()
             raise
         self._vault = PayloadVault(self._keys)
+        self._sealing_keys = SealFirstKeys(self._keys, self.seal_drafts)
 
     @property
     def keys(self) -> KeyStore:
-        return self._keys
+        """The data keys; destroying one seals the waiting drafts first, so a record
+        written before an erasure is erased like any other (a tombstone, not withheld)."""
+        return self._sealing_keys
 
     @property
     def vault(self) -> PayloadVault:
@@ -174,9 +207,25 @@ class SQLiteAuditLog(StoredTreeProofs):
     # -- writes --------------------------------------------------------------------------
 
     def append(self, rows: Sequence[AuditRow]) -> int:
+        self.seal_drafts()  # records keep the order their steps committed in
         return self._write(lambda conn: insert_audit_records(conn, rows))
 
+    def seal_drafts(self) -> int:
+        """Seal the drafts the step transactions wrote (see
+        :func:`~handrail.audit.log.seal_in_batches`). A draft is deleted by its id *and*
+        call id: SQLite may give a freed id to a later draft, which must stay."""
+
+        def read(limit: int) -> list[tuple[int, AuditDraft]]:
+            rows = self._run(lambda c: c.execute(_Q["drafts"], (limit,)).fetchall())
+            return [(r[0], AuditDraft(*r[1:])) for r in rows]
+
+        def write(records: Sequence[AuditRow], done: Sequence[tuple[int, str]]) -> None:
+            self._write(partial(_store_sealed, records=records, done=done))
+
+        return seal_in_batches(read, write, self._vault)
+
     def pending(self) -> int:
+        """Records (and drafts) that wait for the sequencer."""
         count: int = self._run(lambda c: c.execute(_Q["pending_count"]).fetchone()[0])
         return count
 
@@ -190,6 +239,7 @@ class SQLiteAuditLog(StoredTreeProofs):
         now: float | None = None,
     ) -> SignedCheckpoint | None:
         at = self._clock.now() if now is None else now
+        self.seal_drafts()
 
         def op(conn: sqlite3.Connection) -> SignedCheckpoint | None:
             pending = [(r[0], r[1]) for r in conn.execute(_Q["pending_batch"], (max_batch,))]
@@ -249,10 +299,12 @@ class SQLiteAuditLog(StoredTreeProofs):
             "after_id": after_id or 0,
             "limit": limit,
         }
+        self.seal_drafts()
         rows = self._run(lambda c: c.execute(_Q["records"], params).fetchall())
         return [_record(r) for r in rows]
 
     def record(self, call_id: str) -> StoredRecord | None:
+        self.seal_drafts()
         row = self._run(lambda c: c.execute(_Q["record"], (call_id,)).fetchone())
         return None if row is None else _record(row)
 
@@ -308,6 +360,13 @@ class SQLiteAuditLog(StoredTreeProofs):
             return Backlog(sink, pending, delivered, *head)
 
         return self._run(read)
+
+
+def _store_sealed(
+    conn: sqlite3.Connection, *, records: Sequence[AuditRow], done: Sequence[tuple[int, str]]
+) -> None:
+    insert_audit_records(conn, records)
+    conn.executemany(_Q["delete_draft"], done)
 
 
 def _has_schema(conn: sqlite3.Connection) -> bool:

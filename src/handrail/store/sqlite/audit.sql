@@ -6,8 +6,24 @@ INSERT INTO handrail_audit_records
 VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (call_id) DO NOTHING;
 
+-- name: insert_draft
+INSERT INTO handrail_audit_drafts
+    (call_id, task_id, kind, created_at, compliance_json, key_id, raw_input, raw_output, error)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: drafts
+SELECT id, call_id, task_id, kind, created_at, compliance_json, key_id, raw_input,
+       raw_output, error
+FROM handrail_audit_drafts
+ORDER BY id
+LIMIT ?;
+
+-- name: delete_draft
+DELETE FROM handrail_audit_drafts WHERE id = ? AND call_id = ?;
+
 -- name: pending_count
-SELECT count(*) FROM handrail_audit_pending;
+SELECT (SELECT count(*) FROM handrail_audit_pending)
+     + (SELECT count(*) FROM handrail_audit_drafts);
 
 -- name: pending_batch
 SELECT p.record_id, r.leaf_body

@@ -193,3 +193,16 @@ BEFORE DELETE ON handrail_audit_key_tombstones
 BEGIN
     SELECT RAISE(ABORT, 'handrail_audit_key_tombstones is append-only');
 END;
+
+CREATE TABLE handrail_audit_drafts (
+    id INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    task_id TEXT,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    compliance_json TEXT NOT NULL,
+    key_id TEXT,
+    raw_input TEXT,
+    raw_output TEXT,
+    error TEXT
+);

@@ -49,14 +49,14 @@ from handrail.store.sqlite._group_commit import GroupCommitter
 from handrail.store.sqlite._wake import SocketWakeups, wake_directory
 
 if TYPE_CHECKING:
-    from handrail.audit.record import AuditRow
+    from handrail.audit.record import AuditDraft
     from handrail.store.sqlite.audit import SQLiteAuditLog
 
 
-def insert_audit_records(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> None:
+def insert_audit_drafts(conn: sqlite3.Connection, drafts: Sequence[AuditDraft]) -> None:
     from handrail.store.sqlite import audit
 
-    audit.insert_audit_records(conn, rows)
+    audit.insert_audit_drafts(conn, drafts)
 
 
 _PACKAGE = "handrail.store.sqlite"
@@ -275,7 +275,7 @@ class SQLiteStore:
         run_at: float | _Unset | None = UNSET,
         release: bool = False,
         boundary: bool = False,
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditDraft] = (),
     ) -> None:
         task_id, epoch, owner = lease.task_id, lease.epoch, lease.worker_id
         rows = [
@@ -306,7 +306,7 @@ class SQLiteStore:
             if update is not None:
                 conn.execute(_Q["update_task"], update)
             if audit:
-                insert_audit_records(conn, audit)
+                insert_audit_drafts(conn, audit)
 
         self._commit.run(op)
         if release and run_at is not None and run_at is not UNSET:
@@ -321,7 +321,7 @@ class SQLiteStore:
         now: float,
         status: TaskStatus | None = None,
         run_at: float | _Unset | None = UNSET,
-        audit: Sequence[AuditRow] = (),
+        audit: Sequence[AuditDraft] = (),
     ) -> None:
         rows = [event_to_row(e) for e in events]
         update = task_update_params(task_id, now, status, run_at, False)
@@ -345,7 +345,7 @@ class SQLiteStore:
             if update is not None:
                 conn.execute(_Q["update_task"], update)
             if audit:
-                insert_audit_records(conn, audit)
+                insert_audit_drafts(conn, audit)
 
         self._commit.run(op)
         if run_at is not None and run_at is not UNSET:
