@@ -180,4 +180,3 @@ _DETAIL_FIELDS = (
     "scope",
     "target",
 )
-

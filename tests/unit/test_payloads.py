@@ -27,6 +27,7 @@ from handrail.audit.payloads import (
     PayloadTampered,
     PayloadVault,
     SQLiteKeyStore,
+    Tombstone,
     commitment,
     envelope_key_id,
     new_salt,
@@ -253,6 +254,25 @@ def test_sqlite_key_store_persists_across_reopen(tmp_path: Path) -> None:
         assert keys.get_or_create(TASK) == key
         opened = PayloadVault(keys).open_committed(sealed.envelope, b"call:1")
         assert verify_commitment(opened.value, opened.salt, sealed.commitment)
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_keys_for_many_ids_reads_makes_and_reports_tombstones(tmp_path: Path, backend: str) -> None:
+    """A batch of records reads (or makes) each data key once; a destroyed key comes back
+    as its tombstone, never as a new key."""
+    keys = MemoryKeyStore() if backend == "memory" else SQLiteKeyStore(tmp_path / "keys.db")
+    existing = keys.get_or_create(TASK)
+    assert keys.destroy(OTHER, by="dpo") is False  # erased before it had a key
+    fresh = task_key_id("t-3")
+    found = PayloadVault(keys).keys_for([TASK, OTHER, fresh, fresh])
+    assert found[TASK] == existing
+    tomb = found[OTHER]
+    assert isinstance(tomb, Tombstone)
+    assert tomb.destroyed_by == "dpo"
+    assert found[fresh] == keys.get(fresh)
+    assert isinstance(found[fresh], bytes)
+    assert len(found[fresh]) == 32
+    assert keys.get(OTHER) is None  # no key was made beside the tombstone
 
 
 def test_sqlite_tombstones_record_who_and_when_and_the_key_is_gone(tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ import os
 import re
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from handrail.clock import Clock, SystemClock
@@ -355,6 +355,38 @@ class SQLiteKeyStore:
                 raise
         return bytes(row[0])
 
+    def get_or_create_many(self, key_ids: Iterable[str]) -> dict[str, bytes | Tombstone]:
+        """:meth:`get_or_create` for many key ids: each one's key, or its tombstone if it
+        was destroyed. The missing keys are made in one transaction (one commit for a
+        batch of records, not one per task)."""
+        wanted = sorted(set(key_ids))
+        for key_id in wanted:
+            check_key_id(key_id)
+        found: dict[str, bytes | Tombstone] = {}
+        with self._lock:
+            for key_id in wanted:
+                row = self._conn.execute(self._q_live, (key_id, key_id)).fetchone()
+                if row is not None:
+                    found[key_id] = bytes(row[0])
+            missing = [key_id for key_id in wanted if key_id not in found]
+            if not missing:
+                return found
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                now = self._clock.now()
+                for key_id in missing:
+                    tomb = self._tombstone_row(key_id)
+                    if tomb is not None:
+                        found[key_id] = tomb
+                        continue
+                    self._conn.execute(self._q_make, (key_id, os.urandom(KEY_BYTES), now))
+                    found[key_id] = bytes(self._conn.execute(self._q_key, (key_id,)).fetchone()[0])
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return found
+
     def get(self, key_id: str) -> bytes | None:
         with self._lock:
             row = self._conn.execute(self._q_key, (key_id,)).fetchone()
@@ -485,15 +517,38 @@ class PayloadVault:
         check_key_id(key_id)
         return _encrypt(AESGCM(self.keys.get_or_create(key_id)), kind, key_id, plaintext, aad)
 
-    def seal_committed_all(
-        self, key_id: str, values: Sequence[tuple[bytes, bytes]]
-    ) -> list[SealedPayload]:
-        """:meth:`seal_committed` for several ``(value, aad)`` pairs under one key, read
-        from the key store once."""
+    @staticmethod
+    def cipher(key: bytes) -> Any:
+        """The AES-GCM cipher of a data key (to seal many payloads under it)."""
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+        return AESGCM(key)
+
+    def keys_for(self, key_ids: Iterable[str]) -> dict[str, bytes | Tombstone | None]:
+        """The key of each of ``key_ids``, made if missing, or its tombstone (``None`` if
+        destroyed without one): in one go where the key store can
+        (``get_or_create_many``), else one key at a time."""
+        many = getattr(self.keys, "get_or_create_many", None)
+        if many is not None:
+            return dict(many(key_ids))
+        found: dict[str, bytes | Tombstone | None] = {}
+        for key_id in set(key_ids):
+            try:
+                found[key_id] = self.keys.get_or_create(key_id)
+            except PayloadErased as exc:
+                found[key_id] = exc.tombstone
+        return found
+
+    def seal_committed_all(
+        self, key_id: str, values: Sequence[tuple[bytes, bytes]], *, key: Any = None
+    ) -> list[SealedPayload]:
+        """:meth:`seal_committed` for several ``(value, aad)`` pairs under one key, read
+        from the key store once (or given: ``key``, the key's bytes from
+        :meth:`keys_for`, or a cipher :meth:`cipher` made from them)."""
         check_key_id(key_id)
-        cipher = AESGCM(self.keys.get_or_create(key_id))
+        if key is None:
+            key = self.keys.get_or_create(key_id)
+        cipher = self.cipher(key) if isinstance(key, bytes) else key
         sealed: list[SealedPayload] = []
         for value, aad in values:
             salt = new_salt()

@@ -234,17 +234,26 @@ def _describe(template: str | None, tool_name: str, params: Mapping[str, Any]) -
 
 
 def _seal(
-    vault: PayloadVault | None, key_id: str, call_id: str, payloads: Mapping[str, str | None]
+    vault: PayloadVault | None,
+    key_id: str,
+    call_id: str,
+    payloads: Mapping[str, str | None],
+    key: Any = None,
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
-    """(technical part, commitments) for the payloads (JSON texts) that are not ``None``."""
+    """(technical part, commitments) for the payloads (JSON texts) that are not ``None``,
+    sealed under ``key`` if given (its bytes or cipher; a :class:`Tombstone`: the key was
+    destroyed), else the vault's key ``key_id``."""
     present = {name: text for name, text in payloads.items() if text is not None}
     if vault is None or not present:
         return None, {}
     technical: dict[str, Any] = {"key_id": key_id}
     commitments: dict[str, str] = {}
     try:
+        if isinstance(key, Tombstone):
+            raise PayloadErased(key_id, key)
         values = [(text.encode("utf-8"), _aad(call_id, name)) for name, text in present.items()]
-        for name, sealed in zip(present, vault.seal_committed_all(key_id, values), strict=True):
+        sealed_all = vault.seal_committed_all(key_id, values, key=key)
+        for name, sealed in zip(present, sealed_all, strict=True):
             technical[name] = base64.b64encode(sealed.envelope).decode("ascii")
             commitments[name] = sealed.commitment
     except PayloadErased as exc:
@@ -281,15 +290,23 @@ class AuditDraft:
     error: str | None = None
 
 
-def seal_draft(draft: AuditDraft, vault: PayloadVault | None) -> AuditRow:
+def _has_payloads(draft: AuditDraft) -> bool:
+    return draft.raw_input is not None or draft.raw_output is not None or draft.error is not None
+
+
+def _key_id(draft: AuditDraft) -> str:
+    return draft.key_id or task_key_id(draft.task_id or "")
+
+
+def seal_draft(draft: AuditDraft, vault: PayloadVault | None, key: Any = None) -> AuditRow:
     """The row of ``draft``: its raw payloads sealed with ``vault`` (none kept without one)
-    under its key (default the task's), and the leaf body with their commitments."""
+    under its key (default the task's; ``key``, if given, is that key, its cipher or its
+    tombstone), and the leaf body with their commitments."""
     payloads = {"raw_input": draft.raw_input, "raw_output": draft.raw_output, "error": draft.error}
     technical: dict[str, Any] | None = None
     commitments: dict[str, str] = {}
-    if draft.raw_input is not None or draft.raw_output is not None or draft.error is not None:
-        key_id = draft.key_id or task_key_id(draft.task_id or "")
-        technical, commitments = _seal(vault, key_id, draft.call_id, payloads)
+    if _has_payloads(draft):
+        technical, commitments = _seal(vault, _key_id(draft), draft.call_id, payloads, key)
     leaf_body = draft.compliance_json
     if commitments:
         body = json.loads(draft.compliance_json)
@@ -307,8 +324,16 @@ def seal_draft(draft: AuditDraft, vault: PayloadVault | None) -> AuditRow:
 
 
 def seal_drafts(drafts: Sequence[AuditDraft], vault: PayloadVault | None) -> list[AuditRow]:
-    """:func:`seal_draft` for each of ``drafts``."""
-    return [seal_draft(draft, vault) for draft in drafts]
+    """:func:`seal_draft` for each of ``drafts``, reading (or making) each data key once."""
+    if vault is None:
+        return [seal_draft(draft, None) for draft in drafts]
+    keys: dict[str, Any] = vault.keys_for({_key_id(d) for d in drafts if _has_payloads(d)})
+    for key_id, key in keys.items():
+        if isinstance(key, bytes):
+            keys[key_id] = vault.cipher(key)  # one cipher per key for the whole batch
+    return [
+        seal_draft(d, vault, keys.get(_key_id(d)) if _has_payloads(d) else None) for d in drafts
+    ]
 
 
 def _payload(value: Any, name: str) -> str | None:
