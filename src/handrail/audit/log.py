@@ -273,14 +273,16 @@ def seal_in_batches(
     write: Callable[[Sequence[AuditRow], Sequence[tuple[int, str]]], None],
     vault: PayloadVault,
     *,
-    batch: int = DRAFT_BATCH,
+    batch: int | None = None,
 ) -> int:
     """Seal drafts into records, oldest first, ``batch`` at a time: ``read(n)`` returns up
     to ``n`` ``(draft id, draft)``; they are sealed with no transaction open (sealing may
     create a data key, a write of its own); ``write(records, done)`` inserts the records
     (a ``call_id`` already logged is skipped) and deletes the drafts ``done``
     ``(id, call_id)`` in one transaction. Safe in many threads and processes at once: two
-    sealers of one draft insert one record. Returns how many drafts were sealed."""
+    sealers of one draft insert one record. ``batch`` defaults to :data:`DRAFT_BATCH`.
+    Returns how many drafts were sealed."""
+    batch = batch or DRAFT_BATCH
     sealed = 0
     while True:
         drafts = read(batch)
