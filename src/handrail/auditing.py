@@ -15,21 +15,26 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from handrail import serde
+
 if TYPE_CHECKING:
     from handrail.audit.record import AuditDraft
-    from handrail.audit.redact import Redactor
     from handrail.journal import Event, TaskState
     from handrail.tools import Tool
-
-_UNSET: Any = object()
 
 
 class Auditor:
     """Drafts audit records; the store writes them into its audit log. Drafting needs
-    neither the log nor its keys, so an Auditor opens nothing."""
+    neither the log nor its keys, so an Auditor opens nothing. Records are redacted with
+    the default :class:`~handrail.audit.redact.Redactor`."""
 
-    def __init__(self, *, redactor: Redactor | None = None):
-        self.redactor = redactor
+    def __init__(self) -> None:
+        from handrail.audit.payloads import subject_key_id
+        from handrail.audit.record import FactsEncoder, tool_call_facts
+
+        self._facts = FactsEncoder()
+        self._draft = tool_call_facts
+        self._subject_key_id = subject_key_id
 
     def authorized_by(self, state: TaskState, index: int) -> tuple[str, str | None]:
         """Who authorized step ``index``: its approvers (or the timer), else the task's
@@ -53,40 +58,41 @@ class Auditor:
         started_at: float,
         duration_ms: float,
         logged_at: float,
-        output: Any = _UNSET,
         output_json: str | None = None,
-        error: BaseException | Mapping[str, Any] | None = None,
+        error: Mapping[str, Any] | None = None,
         failure_class: str | None = None,
     ) -> AuditDraft:
-        from handrail.audit.payloads import subject_key_id
-        from handrail.audit.record import draft_tool_call
-
+        """The draft of one attempt: its facts and raw payloads, the compliance view built
+        when the store seals it (:func:`~handrail.audit.record.tool_call_facts`)."""
         authorized_by, approval = self.authorized_by(state, index)
         key_id = None
         if tool.data_subject is not None and params.get(tool.data_subject) is not None:
-            key_id = subject_key_id(str(params[tool.data_subject]))
-        return draft_tool_call(
-            call_id=f"{state.task_id}:{index}:{attempt}",
-            task_id=state.task_id,
+            key_id = self._subject_key_id(str(params[tool.data_subject]))
+        facts = self._facts.encode(
             tool_name=tool.name,
-            params=params,
-            started_at=started_at,
-            duration_ms=duration_ms,
-            logged_at=logged_at,
-            output=None if output is _UNSET else output,
-            output_json=output_json,
-            error=error,
-            failure_class=failure_class,
             describe=tool.describe,
             data_accessed=tool.data_accessed,
             data_modified=tool.data_modified,
             agent_id=agent,
             authorized_by=authorized_by,
             approval=approval,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            logged_at=logged_at,
             step_index=index,
             attempt=attempt,
-            redactor=self.redactor,
+            failure_class=failure_class,
+        )
+        return self._draft(
+            call_id=f"{state.task_id}:{index}:{attempt}",
+            task_id=state.task_id,
+            params_json=serde.dumps(dict(params), what="audit raw_input"),
+            output_json=output_json,
+            error=error,
+            failure_class=failure_class,
             key_id=key_id,
+            logged_at=logged_at,
+            facts_json=facts,
         )
 
     def action(
@@ -111,7 +117,6 @@ class Auditor:
             timestamp=timestamp,
             logged_at=timestamp,
             details=details,
-            redactor=self.redactor,
         )
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "AuditEntry",
     "AuditRow",
     "ErasedPayload",
+    "FactsEncoder",
     "Outcome",
     "RecordKind",
     "StoredRecord",
@@ -77,6 +78,7 @@ __all__ = [
     "technical_document",
     "technical_view",
     "to_iso",
+    "tool_call_facts",
     "tool_call_record",
 ]
 
@@ -288,6 +290,9 @@ class AuditDraft:
     raw_input: str | None = None
     raw_output: str | None = None
     error: str | None = None
+    facts: str | None = None
+    """A tool call's facts as JSON (see :func:`tool_call_facts`), when the compliance view
+    is still to be built (``compliance_json`` is then empty)."""
 
 
 def _has_payloads(draft: AuditDraft) -> bool:
@@ -302,6 +307,8 @@ def seal_draft(draft: AuditDraft, vault: PayloadVault | None, key: Any = None) -
     """The row of ``draft``: its raw payloads sealed with ``vault`` (none kept without one)
     under its key (default the task's; ``key``, if given, is that key, its cipher or its
     tombstone), and the leaf body with their commitments."""
+    if draft.facts is not None:
+        draft = _from_facts(draft)
     payloads = {"raw_input": draft.raw_input, "raw_output": draft.raw_output, "error": draft.error}
     technical: dict[str, Any] | None = None
     commitments: dict[str, str] = {}
@@ -351,7 +358,9 @@ def draft_tool_call(
     logged_at: float,
     output: Any = None,
     output_json: str | None = None,
+    input_json: str | None = None,
     error: BaseException | Mapping[str, Any] | None = None,
+    error_json: str | None = None,
     failure_class: str | None = None,
     outcome: Outcome | str | None = None,
     describe: str | None = None,
@@ -368,10 +377,12 @@ def draft_tool_call(
     """The draft for one tool-call attempt (see :class:`AuditDraft`).
 
     ``params`` are the call's named parameters (they fill the ``describe`` template, after
-    redaction, and are the raw input); ``output`` (or its JSON text, ``output_json``) or
-    ``error`` its result. ``outcome`` defaults to failure when there is an error, success
-    otherwise. Raw payloads are sealed under ``key_id`` (default ``task:<task_id>``).
-    ``call_id`` must be unique per attempt, e.g. ``f"{task_id}:{step_index}:{attempt}"``.
+    redaction, and are the raw input; ``input_json``, if given, is their JSON text);
+    ``output`` (or its JSON text, ``output_json``) or ``error`` (with, if given, the JSON
+    text of its raw payload, ``error_json``) its result. ``outcome`` defaults to failure
+    when there is an error, success otherwise. Raw payloads are sealed under ``key_id``
+    (default ``task:<task_id>``). ``call_id`` must be unique per attempt, e.g.
+    ``f"{task_id}:{step_index}:{attempt}"``.
     """
     redactor = redactor or _DEFAULT_REDACTOR
     if describe is None:
@@ -412,9 +423,110 @@ def draft_tool_call(
         created_at=logged_at,
         compliance_json=canonical_json(compliance).decode("utf-8"),
         key_id=key_id,
-        raw_input=_payload(dict(params), "raw_input"),
+        raw_input=input_json if input_json is not None else _payload(dict(params), "raw_input"),
         raw_output=output_json if output_json is not None else _payload(output, "raw_output"),
-        error=_payload(error_info, "error"),
+        error=error_json if error_json is not None else _payload(error_info, "error"),
+    )
+
+
+def tool_call_facts(
+    *,
+    call_id: str,
+    task_id: str,
+    params_json: str,
+    output_json: str | None,
+    error: Mapping[str, Any] | None,
+    failure_class: str | None,
+    key_id: str | None,
+    logged_at: float,
+    facts_json: str,
+) -> AuditDraft:
+    """The draft of one tool-call attempt as the engine writes it on the step's path: the
+    raw payloads and the attempt's facts (``facts_json``, from :class:`FactsEncoder`),
+    and no compliance view yet. :func:`seal_draft` builds the view (redaction, the
+    ``describe`` template, canonical JSON) when it seals the draft, so the step pays for
+    none of it."""
+    error_info = None if error is None else _error_dict(error, failure_class)
+    return AuditDraft(
+        call_id=call_id,
+        task_id=task_id,
+        kind=RecordKind.TOOL_CALL.value,
+        created_at=logged_at,
+        compliance_json="",
+        key_id=key_id,
+        raw_input=params_json,
+        raw_output=output_json,
+        error=None if error_info is None else serde.dumps(error_info, what="audit error"),
+        facts=facts_json,
+    )
+
+
+class FactsEncoder:
+    """Encodes a tool-call attempt's facts (the keyword arguments of
+    :func:`draft_tool_call` other than the call's ids and payloads) as JSON, reusing the
+    part that is the same for every attempt of one tool on one authority."""
+
+    _LIMIT = 1024  # cached prefixes (tool, agent, authority); cleared when full
+
+    def __init__(self) -> None:
+        self._prefixes: dict[tuple[Any, ...], str] = {}
+
+    def encode(
+        self,
+        *,
+        tool_name: str,
+        describe: str | None,
+        data_accessed: Sequence[str],
+        data_modified: Sequence[str],
+        agent_id: str | None,
+        authorized_by: str | None,
+        approval: str | None,
+        started_at: float,
+        duration_ms: float,
+        logged_at: float,
+        step_index: int,
+        attempt: int,
+        failure_class: str | None,
+    ) -> str:
+        key = (tool_name, describe, tuple(data_accessed), tuple(data_modified), agent_id,
+               authorized_by, approval)  # fmt: skip
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            if len(self._prefixes) >= self._LIMIT:
+                self._prefixes.clear()
+            constant = {
+                "tool_name": tool_name,
+                "describe": describe,
+                "data_accessed": list(data_accessed),
+                "data_modified": list(data_modified),
+                "agent_id": agent_id,
+                "authorized_by": authorized_by,
+                "approval": approval,
+            }
+            prefix = self._prefixes[key] = json.dumps(constant)[:-1]
+        # Floats and ints are valid JSON as Python writes them (times are never NaN).
+        return (
+            f'{prefix},"started_at":{started_at!r},"duration_ms":{duration_ms!r},'
+            f'"logged_at":{logged_at!r},"step_index":{step_index:d},"attempt":{attempt:d},'
+            f'"failure_class":{"null" if failure_class is None else json.dumps(failure_class)}}}'
+        )
+
+
+def _from_facts(draft: AuditDraft) -> AuditDraft:
+    """The complete draft of a :func:`tool_call_facts` draft: its compliance view built."""
+    if draft.facts is None or draft.task_id is None:
+        return draft
+    facts = json.loads(draft.facts)
+    return draft_tool_call(
+        call_id=draft.call_id,
+        task_id=draft.task_id,
+        params={} if draft.raw_input is None else serde.loads(draft.raw_input),
+        input_json=draft.raw_input,
+        output_json=draft.raw_output,
+        error=None if draft.error is None else serde.loads(draft.error),
+        error_json=draft.error,
+        key_id=draft.key_id,
+        **facts,
     )
 
 

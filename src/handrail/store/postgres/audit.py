@@ -90,6 +90,7 @@ def _draft_arrays(drafts: Sequence[AuditDraft]) -> dict[str, list[Any]]:
         "raw_input": [d.raw_input for d in drafts],
         "raw_output": [d.raw_output for d in drafts],
         "error": [d.error for d in drafts],
+        "facts": [d.facts for d in drafts],
     }
 
 

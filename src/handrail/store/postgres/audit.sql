@@ -15,15 +15,16 @@ SELECT pg_try_advisory_xact_lock(%(lock)s);
 
 -- name: insert_drafts
 INSERT INTO handrail_audit_drafts
-    (call_id, task_id, kind, created_at, compliance_json, key_id, raw_input, raw_output, error)
+    (call_id, task_id, kind, created_at, compliance_json, key_id, raw_input, raw_output, error,
+     facts)
 SELECT *
 FROM unnest(%(call_id)s::text[], %(task_id)s::text[], %(kind)s::text[],
     %(created_at)s::double precision[], %(compliance_json)s::text[], %(key_id)s::text[],
-    %(raw_input)s::text[], %(raw_output)s::text[], %(error)s::text[]);
+    %(raw_input)s::text[], %(raw_output)s::text[], %(error)s::text[], %(facts)s::text[]);
 
 -- name: drafts
 SELECT id, call_id, task_id, kind, created_at, compliance_json, key_id, raw_input,
-       raw_output, error
+       raw_output, error, facts
 FROM handrail_audit_drafts
 ORDER BY id
 LIMIT %(limit)s;

@@ -92,6 +92,7 @@ def insert_audit_drafts(conn: sqlite3.Connection, drafts: Sequence[AuditDraft]) 
                 d.raw_input,
                 d.raw_output,
                 d.error,
+                d.facts,
             )
             for d in drafts
         ],

@@ -8,12 +8,13 @@ ON CONFLICT (call_id) DO NOTHING;
 
 -- name: insert_draft
 INSERT INTO handrail_audit_drafts
-    (call_id, task_id, kind, created_at, compliance_json, key_id, raw_input, raw_output, error)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+    (call_id, task_id, kind, created_at, compliance_json, key_id, raw_input, raw_output, error,
+     facts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: drafts
 SELECT id, call_id, task_id, kind, created_at, compliance_json, key_id, raw_input,
-       raw_output, error
+       raw_output, error, facts
 FROM handrail_audit_drafts
 ORDER BY id
 LIMIT ?;

@@ -204,5 +204,6 @@ CREATE TABLE handrail_audit_drafts (
     key_id TEXT,
     raw_input TEXT,
     raw_output TEXT,
-    error TEXT
+    error TEXT,
+    facts TEXT
 );

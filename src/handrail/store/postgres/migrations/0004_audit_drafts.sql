@@ -13,5 +13,6 @@ CREATE TABLE handrail_audit_drafts (
     key_id text,
     raw_input text,
     raw_output text,
-    error text
+    error text,
+    facts text
 );
