@@ -49,11 +49,13 @@ import os
 import re
 import struct
 import threading
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from handrail.clock import Clock, SystemClock
 from handrail.errors import HandrailError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import sqlite3
@@ -286,12 +288,14 @@ class SQLiteKeyStore:
         clock: Clock | None = None,
         timeout: float = 30.0,
         table_prefix: str = "handrail_",
+        commit: Callable[[Callable[[Any], Any]], Any] | None = None,
     ):
         import sqlite3
 
         if not _PREFIX.fullmatch(table_prefix):
             raise PayloadError(f"a table prefix is an SQL identifier: {table_prefix!r}")
         self.path = str(path)
+        self._commit = commit
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         keys, tombs = f"{table_prefix}data_keys", f"{table_prefix}key_tombstones"
@@ -329,31 +333,17 @@ class SQLiteKeyStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _tombstone_row(self, key_id: str) -> Tombstone | None:
-        row = self._conn.execute(self._q_tomb, (key_id,)).fetchone()
+    def _tombstone_row(self, key_id: str, conn: Any = None) -> Tombstone | None:
+        row = (conn or self._conn).execute(self._q_tomb, (key_id,)).fetchone()
         return None if row is None else Tombstone(key_id, row[0], row[1], row[2])
 
     def get_or_create(self, key_id: str) -> bytes:
-        check_key_id(key_id)
-        with self._lock:
-            # The common case, a key that exists, needs no write lock (a destroy deletes
-            # the key and writes its tombstone in one transaction, so a read sees both or
-            # neither).
-            row = self._conn.execute(self._q_live, (key_id, key_id)).fetchone()
-            if row is not None:
-                return bytes(row[0])
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                tomb = self._tombstone_row(key_id)
-                if tomb is not None:
-                    raise PayloadErased(key_id, tomb)
-                self._conn.execute(self._q_make, (key_id, os.urandom(KEY_BYTES), self._clock.now()))
-                row = self._conn.execute(self._q_key, (key_id,)).fetchone()
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        return bytes(row[0])
+        # The common case, a key that exists, needs no write lock (a destroy deletes the
+        # key and writes its tombstone in one transaction, so a read sees both or neither).
+        made = self.get_or_create_many([key_id])[key_id]
+        if isinstance(made, Tombstone):
+            raise PayloadErased(key_id, made)
+        return made
 
     def get_or_create_many(self, key_ids: Iterable[str]) -> dict[str, bytes | Tombstone]:
         """:meth:`get_or_create` for many key ids: each one's key, or its tombstone if it
@@ -371,21 +361,36 @@ class SQLiteKeyStore:
             missing = [key_id for key_id in wanted if key_id not in found]
             if not missing:
                 return found
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                now = self._clock.now()
+            now = self._clock.now()
+
+            def make(conn: Any) -> dict[str, bytes | Tombstone]:
+                made: dict[str, bytes | Tombstone] = {}
                 for key_id in missing:
-                    tomb = self._tombstone_row(key_id)
+                    tomb = self._tombstone_row(key_id, conn)
                     if tomb is not None:
-                        found[key_id] = tomb
+                        made[key_id] = tomb
                         continue
-                    self._conn.execute(self._q_make, (key_id, os.urandom(KEY_BYTES), now))
-                    found[key_id] = bytes(self._conn.execute(self._q_key, (key_id,)).fetchone()[0])
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+                    conn.execute(self._q_make, (key_id, os.urandom(KEY_BYTES), now))
+                    made[key_id] = bytes(conn.execute(self._q_key, (key_id,)).fetchone()[0])
+                return made
+
+            found.update(self._in_write(make))
         return found
+
+    def _in_write(self, fn: Callable[[Any], T]) -> T:
+        """``fn(conn)`` in a write transaction: the one ``commit`` runs, if given (the
+        store's group commit), else ``BEGIN IMMEDIATE`` on this store's connection."""
+        if self._commit is not None:
+            result: T = self._commit(fn)
+            return result
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(self._conn)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return result
 
     def get(self, key_id: str) -> bytes | None:
         with self._lock:

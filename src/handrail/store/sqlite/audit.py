@@ -48,9 +48,12 @@ from handrail.clock import Clock, SystemClock
 from handrail.errors import StoreError
 from handrail.store._sql import load_queries
 
-__all__ = ["SQLiteAuditLog", "insert_audit_drafts", "insert_audit_records"]
+__all__ = ["Committer", "SQLiteAuditLog", "insert_audit_drafts", "insert_audit_records"]
 
 T = TypeVar("T")
+Committer = Callable[[Callable[[sqlite3.Connection], Any]], Any]
+"""Runs a function in a write transaction and returns its result (the store's
+``GroupCommitter.run``)."""
 _Q = load_queries("handrail.store.sqlite", "audit.sql")
 KEY_TABLE_PREFIX = "handrail_audit_"
 
@@ -120,8 +123,10 @@ class SQLiteAuditLog(StoredTreeProofs):
         clock: Clock | None = None,
         timeout: float = 60.0,
         keys: KeyStore | None = None,
+        commit: Committer | None = None,
     ) -> None:
         self.path = str(path)
+        self._commit = commit
         self._clock = clock or SystemClock()
         self._timeout = timeout
         self._local = threading.local()
@@ -135,7 +140,11 @@ class SQLiteAuditLog(StoredTreeProofs):
                 SQLiteStore(self.path, timeout=timeout).close()
             self._own_keys = keys is None
             self._keys: KeyStore = keys or SQLiteKeyStore(
-                self.path, clock=self._clock, timeout=timeout, table_prefix=KEY_TABLE_PREFIX
+                self.path,
+                clock=self._clock,
+                timeout=timeout,
+                table_prefix=KEY_TABLE_PREFIX,
+                commit=commit,
             )
         except BaseException:
             self.close()
@@ -176,7 +185,13 @@ class SQLiteAuditLog(StoredTreeProofs):
             raise StoreError(f"SQLite audit log: {exc}") from exc
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction (the file's write lock)."""
+        """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction (the file's write lock): the
+        store's group commit when the store opened this log (it then shares the store's
+        commits and never waits on the store's connection for the lock), else one of its
+        own."""
+        if self._commit is not None:
+            result: T = self._commit(fn)
+            return result
 
         def op(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")

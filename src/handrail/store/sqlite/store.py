@@ -166,7 +166,9 @@ class SQLiteStore:
             if self._audit_log is None:
                 from handrail.store.sqlite.audit import SQLiteAuditLog
 
-                self._audit_log = SQLiteAuditLog(self.path, timeout=self._timeout)
+                self._audit_log = SQLiteAuditLog(
+                    self.path, timeout=self._timeout, commit=self._commit.run
+                )
             return self._audit_log
 
     def close(self) -> None:
