@@ -114,6 +114,9 @@ def test_stop_is_prompt_and_leaves_no_threads(db: str, wakeapp: Any) -> None:
     import threading
 
     app: App = wakeapp.app
+    # The store's audit log (on PostgreSQL a connection pool with threads of its own)
+    # opens on first use and lives until the store closes: the store's, not the worker's.
+    app.store.audit_log()
     before = set(threading.enumerate())
     worker = app.worker(concurrency=2, poll_interval=POLL).start()
     time.sleep(0.1)
