@@ -517,10 +517,12 @@ def _from_facts(draft: AuditDraft) -> AuditDraft:
     if draft.facts is None or draft.task_id is None:
         return draft
     facts = json.loads(draft.facts)
+    # The parameters fill the describe template; the raw input is their JSON as it is.
+    templated = facts.get("describe") is not None and draft.raw_input is not None
     return draft_tool_call(
         call_id=draft.call_id,
         task_id=draft.task_id,
-        params={} if draft.raw_input is None else serde.loads(draft.raw_input),
+        params=serde.loads(draft.raw_input) if templated else {},
         input_json=draft.raw_input,
         output_json=draft.raw_output,
         error=None if draft.error is None else serde.loads(draft.error),
