@@ -3,15 +3,18 @@
 One dispatcher thread claims tasks while a thread is free and sleeps otherwise, until the
 next due time, a wake-up or the poll interval, whichever comes first. A listener thread
 waits on the store's wake-up signals (another process created a task, an operator decided,
-resumed or released one) and wakes the dispatcher; the poll interval is the fallback for a
-signal that was lost. Several workers, in threads or processes on any machine sharing the
-store, share the work: claims are atomic, and leases with fencing epochs keep one task on
-one worker at a time.
+resumed or released one) and claims the task itself if a thread is free to drive it (one
+hand-over less than waking the dispatcher to claim it), waking the dispatcher when there is
+more to claim or something falls due before it planned to look; the poll interval is the
+fallback for a signal that was lost. Several workers, in threads or processes on any
+machine sharing the store, share the work: claims are atomic, and leases with fencing
+epochs keep one task on one worker at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -49,6 +52,9 @@ class Worker:
         self.poll_interval = poll_interval
         self._slots = threading.Semaphore(concurrency)
         self._wake = threading.Event()
+        # when the dispatcher will look for work by itself (app clock), while it sleeps;
+        # infinity while it is busy (it may have read the store before the latest signal)
+        self._looking_at = math.inf
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._listener: threading.Thread | None = None
@@ -143,17 +149,36 @@ class Worker:
             return None
 
     def _listen(self, subscription: Subscription) -> None:
-        """Wake the dispatcher on every signal, until stopped."""
+        """Answer every signal (see :meth:`_signalled`), until stopped."""
         while not self._stopping.is_set():
             started = time.monotonic()
             try:
                 if subscription.wait(1.0):
-                    self._wake.set()
+                    self._signalled()
                     continue
             except Exception:
                 log.exception("waiting for wake-up signals failed; retrying")
             if time.monotonic() - started < 0.5:  # failed or returned early: do not spin
                 self._stopping.wait(1.0)
+
+    def _signalled(self) -> None:
+        """A write somewhere made a task runnable. If a thread is free, claim on this thread
+        and hand the task over: the dispatcher, woken instead, would claim it one thread
+        switch later. Wake the dispatcher if no thread is free (it claims when one is),
+        if nothing was claimed (the signal may announce a task due later), and if the
+        claim says another task falls due before the dispatcher planned to look."""
+        if self._stopping.is_set() or not self._slots.acquire(blocking=False):
+            self._wake.set()
+            return
+        claim = self._claim(sorted(self.app.workflows))
+        if claim is None:
+            self._slots.release()
+            self._wake.set()
+            return
+        assert self._pool is not None
+        self._pool.submit(self._drive, claim)
+        if claim.next_due is not None and claim.next_due < self._looking_at:
+            self._wake.set()
 
     def _dispatch(self) -> None:
         app = self.app
@@ -165,10 +190,34 @@ class Worker:
             claim = self._claim(workflows)
             if claim is None:
                 self._slots.release()
-                self._wake.wait(self._idle_wait())
+                self._sleep(self._idle_wait())
                 continue
             assert self._pool is not None
             self._pool.submit(self._drive, claim)
+            pause = self._pause_after(claim)
+            if pause > 0:
+                self._sleep(pause)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait for a wake-up, at most ``seconds``; meanwhile the listener knows when this
+        thread will look for work by itself (the GIL orders these plain assignments)."""
+        self._looking_at = self.app.clock.now() + seconds
+        try:
+            self._wake.wait(seconds)
+        finally:
+            self._looking_at = math.inf
+
+    def _pause_after(self, claim: Claim) -> float:
+        """How long to wait for a wake-up before claiming again after ``claim``: not at all
+        if another task is due, else until the next one falls due (at most the poll
+        interval). Claiming again at once only to find nothing would compete with the task
+        just handed over for the CPU (and the GIL) while it replays and journals its next
+        step; a write that makes a task runnable meanwhile wakes this thread."""
+        due = claim.next_due
+        if due is None:
+            return self.poll_interval
+        left = due - self.app.clock.now()
+        return 0.0 if left <= 0 else max(0.005, min(self.poll_interval, left))
 
     def _idle_wait(self) -> float:
         now = self.app.clock.now()

@@ -102,7 +102,8 @@ def test_claim_leases_bumps_epoch_and_journals_the_claim(store: Store) -> None:
     store.create_task(new_task("t1"))
     got = claim(store)
     assert got is not None
-    assert got.lease == Lease("t1", "w1", 1)
+    lease = got.lease
+    assert Lease(lease.task_id, lease.worker_id, lease.epoch) == Lease("t1", "w1", 1)
     assert got.task.status is TaskStatus.IN_PROGRESS
     assert [e.kind for e in got.events] == [EventKind.TASK_CREATED, EventKind.TASK_CLAIMED]
     assert got.events[-1].data == {"worker": "w1", "epoch": 1}

@@ -50,11 +50,17 @@ UNSET: Final = _Unset()
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A worker's right to drive one task, until another claim bumps ``epoch``."""
+    """A worker's right to drive one task, until another claim bumps ``epoch``.
+
+    ``token``: a random value a store may give each claim, and check with the epoch, where a
+    claim can be lost while its holder lives on (PostgreSQL commits a claim without waiting
+    for its flush: a server crash may forget it, and the next claim may then repeat its
+    epoch, even to the same worker; the token still differs). ``None`` elsewhere."""
 
     task_id: str
     worker_id: str
     epoch: int
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +148,18 @@ class CircuitState:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A claimed task: its row, the lease, and its whole journal (the claim event last)."""
+    """A claimed task: its row, the lease, and its whole journal (the claim event last).
+
+    ``next_due``: when to claim again, as :meth:`Store.next_due` would say right after this
+    claim (not after now: at once; ``None``: no task is scheduled). A store that does not
+    tell says ``0.0``: at once. A worker that has just handed a claimed task to a thread
+    waits until then (or a wake-up) instead of claiming again at once, which would compete
+    with that task for the CPU while it replays and journals its next step."""
 
     task: TaskRecord
     lease: Lease
     events: list[Event]
+    next_due: float | None = 0.0
 
 
 class Subscription(Protocol):

@@ -10,7 +10,9 @@ Run as ``python crash_child.py`` (or forked by ``python crash_child.py --serve``
 - ``HR_KILL`` (optional): ``before:write:N``, ``after:write:N`` or ``after:effect:N``: die
   by SIGKILL right before or after this process's N-th store write, or right after its
   N-th effect is fsynced (inside the tool, before it returns), or ``mid:write:N``: inside
-  write N's transaction, its statements run, as it is about to commit;
+  write N's transaction, its statements run, as it is about to commit (a write that is one
+  statement in a transaction of its own, as most PostgreSQL writes are, has no such moment:
+  it dies as the statement is about to be sent, nothing of it sent or committed);
 - ``HR_TRACE`` (optional): a file that gets one JSON line per store write and per effect,
   in order (the un-killed run's trace enumerates the kill points);
 - ``HR_MISDECLARE`` (optional): comma-separated tools to register as idempotent (a lie the
@@ -142,9 +144,12 @@ def _hook_commits(store: Store) -> None:
     can die with write N's statements run and nothing committed.
 
     Test-only reaching into the stores: the SQLite store's write connection gets a trace
-    callback; for PostgreSQL, psycopg's ``Transaction.__exit__`` is wrapped, once per
-    process (the store runs each operation in one ``conn.transaction()``). If either
-    moves, the child no longer dies there and the harness reports it alive."""
+    callback; for PostgreSQL, psycopg is wrapped, once per process: ``Transaction.__exit__``
+    (an operation of several statements runs in one ``conn.transaction()``) and
+    ``Connection.execute`` of a statement outside any transaction on an autocommit
+    connection (a one-statement write: the server commits it as it runs it, so the commit is
+    heard as the statement is about to be sent). If either moves, the child no longer dies
+    there and the harness reports it alive (or the write's transactions counted wrong)."""
     global _psycopg_hooked
     writer = getattr(store, "_writer", None)
     if isinstance(writer, sqlite3.Connection):
@@ -154,15 +159,23 @@ def _hook_commits(store: Store) -> None:
         return
     with contextlib.suppress(ImportError):
         import psycopg
+        from psycopg.pq import TransactionStatus
 
         original = psycopg.Transaction.__exit__
+        execute = psycopg.Connection.execute
 
         def exit_(self: psycopg.Transaction, exc_type: Any, exc: Any, tb: Any) -> Any:
             if exc_type is None:
                 _on_commit()
             return original(self, exc_type, exc, tb)
 
+        def execute_(self: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> Any:
+            if self.autocommit and self.info.transaction_status == TransactionStatus.IDLE:
+                _on_commit()  # a statement that is a transaction of its own
+            return execute(self, *args, **kwargs)
+
         psycopg.Transaction.__exit__ = exit_  # type: ignore[method-assign]
+        psycopg.Connection.execute = execute_  # type: ignore[method-assign]
         _psycopg_hooked = True
 
 

@@ -1,6 +1,8 @@
 -- Named queries of the PostgreSQL store. Parameters are psycopg's %(named)s placeholders.
--- Events are written as parallel arrays through unnest(): one statement (one round trip,
--- one prepared plan) whatever the number of events.
+-- Events are written as one JSON array of objects (their columns by name), read with
+-- json_populate_recordset(): one statement (one round trip, one prepared plan) whatever the
+-- number of events, and one parameter for the driver to send (a dozen arrays cost it more
+-- time than the server takes to parse the JSON).
 -- Writes that make a task runnable call pg_notify('handrail_wake', <queue>) in their own
 -- statement: workers that LISTEN wake when the transaction commits (nothing if it rolls back).
 
@@ -15,26 +17,22 @@ WITH task AS (
 )
 INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs, outputs,
     reasoning, approval, error, actor, data)
-SELECT e.*
-FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
-    %(e_ts)s::double precision[], %(e_step_index)s::integer[], %(e_step_name)s::text[],
-    %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
-    %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[], %(e_data)s::text[])
-    AS e
+SELECT e.task_id, e.seq, e.kind, e.ts, e.step_index, e.step_name, e.inputs, e.outputs,
+    e.reasoning, e.approval, e.error, e.actor, e.data
+FROM json_populate_recordset(NULL::handrail_events, %(events)s::json) AS e
 WHERE EXISTS (SELECT FROM task)
 RETURNING pg_notify('handrail_wake', %(queue)s);
 
 -- name: insert_events
 INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs, outputs,
     reasoning, approval, error, actor, data)
-SELECT *
-FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
-    %(e_ts)s::double precision[], %(e_step_index)s::integer[], %(e_step_name)s::text[],
-    %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
-    %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[], %(e_data)s::text[]);
+SELECT e.task_id, e.seq, e.kind, e.ts, e.step_index, e.step_name, e.inputs, e.outputs,
+    e.reasoning, e.approval, e.error, e.actor, e.data
+FROM json_populate_recordset(NULL::handrail_events, %(events)s::json) AS e;
 
 -- name: claim_task
--- The due task first; rows other claimers hold are skipped, not waited for.
+-- The due task first; rows other claimers hold are skipped, not waited for. One statement,
+-- which the caller runs as a transaction of its own (one round trip, committed on return).
 WITH candidate AS (
     SELECT task_id FROM handrail_tasks
     WHERE run_at <= %(now)s
@@ -51,8 +49,8 @@ WITH candidate AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
 UPDATE handrail_tasks AS t
-SET lease_owner = %(worker)s, lease_expires_at = %(expires)s, epoch = t.epoch + 1,
-    status = 'in_progress', updated_at = %(now)s
+SET lease_owner = %(worker)s, lease_token = %(token)s, lease_expires_at = %(expires)s,
+    epoch = t.epoch + 1, status = 'in_progress', updated_at = %(now)s
 FROM candidate
 WHERE t.task_id = candidate.task_id
 RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
@@ -68,9 +66,58 @@ RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, 
         'task_claimed', %(now)s, 0,
         '{"worker":' || to_json(%(worker)s::text)::text || ',"epoch":' || c.epoch || '}'
     FROM claimed c
-    RETURNING 1
+    RETURNING task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning,
+        approval, error, actor, data
+), unflushed AS (
+    -- This transaction's commit does not wait for its WAL flush: a claim lost in a server
+    -- crash is harmless (its holder's writes are refused: the lease token), and it is
+    -- durable once any later commit is (the holder's first write is flushed before any
+    -- effect it journals). Reverts at the end of the transaction.
+    SELECT set_config('synchronous_commit', 'off', true) FROM claimed
+), following AS (
+    -- When to claim again, read in this statement's snapshot (a write that makes a task
+    -- runnable after it wakes the claimers): now if another task looks claimable (an
+    -- over-estimate: halts, and claims in flight elsewhere, are not looked at), else when
+    -- the next one falls due, as next_due says (NULL: none is scheduled).
+    SELECT CASE
+        WHEN EXISTS (
+            SELECT FROM handrail_tasks o
+            WHERE o.run_at <= %(now)s
+              AND o.task_id <> c.task_id
+              AND (o.lease_owner IS NULL OR o.lease_expires_at <= %(now)s)
+              AND (%(queues)s::text[] IS NULL OR o.queue = ANY(%(queues)s::text[]))
+              AND (%(workflows)s::text[] IS NULL OR o.workflow = ANY(%(workflows)s::text[]))
+        ) THEN %(now)s::double precision
+        ELSE (
+            SELECT min(GREATEST(o.run_at, o.lease_expires_at))
+            FROM handrail_tasks o
+            WHERE o.run_at IS NOT NULL
+              AND o.task_id <> c.task_id
+              AND NOT EXISTS (
+                  SELECT FROM handrail_halts h
+                  WHERE h.released_at IS NULL
+                    AND (h.scope = 'all' OR (h.scope = 'task' AND h.target = o.task_id))
+              )
+              AND (%(queues)s::text[] IS NULL OR o.queue = ANY(%(queues)s::text[]))
+              AND (%(workflows)s::text[] IS NULL OR o.workflow = ANY(%(workflows)s::text[]))
+        )
+    END AS next_due
+    FROM claimed c
 )
-SELECT claimed.*, (SELECT count(*) FROM journal) FROM claimed;
+-- The claimed row with its journal, a row per event, the claim event last: the events of
+-- this statement's snapshot, and the one it appended. Had the journal moved on after the
+-- snapshot was taken, the claim event's seq would collide with an event the snapshot
+-- lacks: the statement fails (unique violation), writing nothing, and the caller retries.
+SELECT c.*, e.*, (SELECT count(*) FROM unflushed), (SELECT next_due FROM following)
+FROM claimed c
+CROSS JOIN LATERAL (
+    SELECT old.task_id, old.seq, old.kind, old.ts, old.step_index, old.step_name,
+        old.inputs, old.outputs, old.reasoning, old.approval, old.error, old.actor, old.data
+    FROM handrail_events old WHERE old.task_id = c.task_id
+    UNION ALL
+    SELECT * FROM journal
+) e
+ORDER BY e.seq;
 
 -- name: claim_task_id
 -- claim_task for one named task (a plan on the primary key).
@@ -89,8 +136,8 @@ WITH candidate AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
 UPDATE handrail_tasks AS t
-SET lease_owner = %(worker)s, lease_expires_at = %(expires)s, epoch = t.epoch + 1,
-    status = 'in_progress', updated_at = %(now)s
+SET lease_owner = %(worker)s, lease_token = %(token)s, lease_expires_at = %(expires)s,
+    epoch = t.epoch + 1, status = 'in_progress', updated_at = %(now)s
 FROM candidate
 WHERE t.task_id = candidate.task_id
 RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
@@ -106,9 +153,29 @@ RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, 
         'task_claimed', %(now)s, 0,
         '{"worker":' || to_json(%(worker)s::text)::text || ',"epoch":' || c.epoch || '}'
     FROM claimed c
-    RETURNING 1
+    RETURNING task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning,
+        approval, error, actor, data
+), unflushed AS (
+    -- This transaction's commit does not wait for its WAL flush: a claim lost in a server
+    -- crash is harmless (its holder's writes are refused: the lease token), and it is
+    -- durable once any later commit is (the holder's first write is flushed before any
+    -- effect it journals). Reverts at the end of the transaction.
+    SELECT set_config('synchronous_commit', 'off', true) FROM claimed
 )
-SELECT claimed.*, (SELECT count(*) FROM journal) FROM claimed;
+-- The claimed row with its journal, a row per event, the claim event last: the events of
+-- this statement's snapshot, and the one it appended. Had the journal moved on after the
+-- snapshot was taken, the claim event's seq would collide with an event the snapshot
+-- lacks: the statement fails (unique violation), writing nothing, and the caller retries.
+SELECT c.*, e.*, (SELECT count(*) FROM unflushed)
+FROM claimed c
+CROSS JOIN LATERAL (
+    SELECT old.task_id, old.seq, old.kind, old.ts, old.step_index, old.step_name,
+        old.inputs, old.outputs, old.reasoning, old.approval, old.error, old.actor, old.data
+    FROM handrail_events old WHERE old.task_id = c.task_id
+    UNION ALL
+    SELECT * FROM journal
+) e
+ORDER BY e.seq;
 
 -- name: append_events
 -- The per-step write, in one statement: lock the task row (a concurrent claim either
@@ -117,7 +184,7 @@ SELECT claimed.*, (SELECT count(*) FROM journal) FROM claimed;
 -- update the row. The fence row is returned so the caller can tell why nothing was written.
 -- With wake (the lease is handed back with a due time), any worker is woken.
 WITH fence AS (
-    SELECT epoch, lease_owner, cancel_requested_by
+    SELECT epoch, lease_owner, lease_token, cancel_requested_by
     FROM handrail_tasks
     WHERE task_id = %(task_id)s
     FOR NO KEY UPDATE
@@ -137,18 +204,16 @@ allowed AS (
     SELECT FROM fence
     WHERE epoch = %(epoch)s
       AND lease_owner = %(worker)s
+      AND lease_token IS NOT DISTINCT FROM %(token)s
       AND NOT (%(boundary)s::boolean AND cancel_requested_by IS NOT NULL)
       AND NOT EXISTS (SELECT FROM halt)
 ),
 inserted AS (
     INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs,
         outputs, reasoning, approval, error, actor, data)
-    SELECT e.*
-    FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
-        %(e_ts)s::double precision[], %(e_step_index)s::integer[], %(e_step_name)s::text[],
-        %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
-        %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[],
-        %(e_data)s::text[]) AS e
+    SELECT e.task_id, e.seq, e.kind, e.ts, e.step_index, e.step_name, e.inputs, e.outputs,
+        e.reasoning, e.approval, e.error, e.actor, e.data
+    FROM json_populate_recordset(NULL::handrail_events, %(events)s::json) AS e
     WHERE EXISTS (SELECT FROM allowed)
 ),
 updated AS (
@@ -157,6 +222,7 @@ updated AS (
         run_at = CASE WHEN %(set_run_at)s::boolean THEN %(run_at)s::double precision
                  ELSE run_at END,
         lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_owner END,
+        lease_token = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_token END,
         lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_expires_at END,
         updated_at = %(now)s
     WHERE task_id = %(task_id)s
@@ -168,7 +234,7 @@ woken AS (
     SELECT pg_notify('handrail_wake', queue) FROM updated WHERE %(wake)s::boolean
 )
 SELECT f.epoch, f.lease_owner, f.cancel_requested_by,
-    h.halt_id, h.scope, h.target, h.halted_by, (SELECT count(*) FROM woken)
+    h.halt_id, h.scope, h.target, h.halted_by, (SELECT count(*) FROM woken), f.lease_token
 FROM fence f LEFT JOIN halt h ON true;
 
 -- name: lock_task
@@ -186,6 +252,7 @@ SET status = coalesce(%(status)s::text, status),
     run_at = CASE WHEN %(set_run_at)s::boolean THEN %(run_at)s::double precision
              ELSE run_at END,
     lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_owner END,
+    lease_token = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_token END,
     lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_expires_at END,
     updated_at = %(now)s
 WHERE task_id = %(task_id)s
@@ -193,15 +260,17 @@ RETURNING CASE WHEN %(wake)s::boolean THEN pg_notify('handrail_wake', queue) END
 
 -- name: revoke_lease
 -- An operator write revokes any expired lease: the old holder can write no more.
-UPDATE handrail_tasks SET epoch = epoch + 1, lease_owner = NULL, lease_expires_at = NULL
+UPDATE handrail_tasks
+SET epoch = epoch + 1, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE task_id = %(task_id)s;
 
 -- name: renew_lease
 UPDATE handrail_tasks SET lease_expires_at = %(expires)s
-WHERE task_id = %(task_id)s AND epoch = %(epoch)s AND lease_owner = %(worker)s;
+WHERE task_id = %(task_id)s AND epoch = %(epoch)s AND lease_owner = %(worker)s
+  AND lease_token IS NOT DISTINCT FROM %(token)s;
 
 -- name: release_worker
-UPDATE handrail_tasks SET lease_owner = NULL, lease_expires_at = NULL
+UPDATE handrail_tasks SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
 WHERE lease_owner = %(worker)s;
 
 -- name: request_cancel
@@ -295,43 +364,52 @@ ON CONFLICT (rate_key) DO UPDATE SET
     calls = CASE WHEN r.window_start = %(window_start)s THEN r.calls + 1 ELSE 1 END,
     window_start = %(window_start)s;
 
--- name: lock_task_journal_end
--- The task row, locked, and where its journal ends. The max(seq) may read a snapshot
--- older than the lock: a journal that moved on meanwhile then makes the insert that
--- follows collide on (task_id, seq), which is refused the same way.
-SELECT t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
-    t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
-    t.max_execution_seconds,
-    (SELECT coalesce(max(e.seq), -1) FROM handrail_events e WHERE e.task_id = t.task_id)
-FROM handrail_tasks t WHERE t.task_id = %(task_id)s
-FOR NO KEY UPDATE OF t;
-
 -- name: operator_write
--- An operator's write in one statement: revoke any lease (the epoch moves on), append the
--- events, set status and due time when asked, and wake the workers when it is due.
-WITH task AS (
+-- An operator's write in one statement, which the caller runs as a transaction of its own
+-- (one round trip): lock the task row and see where its journal ends; only if no live
+-- lease holds the task and its journal ends at expect_seq, revoke any lease (the epoch
+-- moves on), append the events, set status and due time when asked, and wake the workers
+-- when it is due. The task row is returned, with its journal's end and whether the write
+-- was made, so the caller can tell why not. The max(seq) reads the statement's snapshot,
+-- which may be older than the lock: a journal that moved on meanwhile then makes the
+-- insert collide on (task_id, seq), which is refused the same way.
+WITH target AS (
+    SELECT t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
+        t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
+        t.max_execution_seconds,
+        (SELECT coalesce(max(e.seq), -1) FROM handrail_events e
+         WHERE e.task_id = t.task_id) AS last_seq
+    FROM handrail_tasks t WHERE t.task_id = %(task_id)s
+    FOR NO KEY UPDATE OF t
+), allowed AS (
+    SELECT FROM target
+    WHERE last_seq = %(expect_seq)s
+      AND NOT (lease_owner IS NOT NULL AND lease_expires_at IS NOT NULL
+               AND lease_expires_at > %(now)s)
+), task AS (
     UPDATE handrail_tasks
-    SET epoch = epoch + 1, lease_owner = NULL, lease_expires_at = NULL,
+    SET epoch = epoch + 1, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
         status = coalesce(%(status)s::text, status),
         run_at = CASE WHEN %(set_run_at)s::boolean THEN %(run_at)s::double precision
                  ELSE run_at END,
         updated_at = CASE WHEN %(update)s::boolean THEN %(now)s ELSE updated_at END
     WHERE task_id = %(task_id)s
+      AND EXISTS (SELECT FROM allowed)
     RETURNING queue
 ), journal AS (
     INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs,
         outputs, reasoning, approval, error, actor, data)
-    SELECT *
-    FROM unnest(%(e_task_id)s::text[], %(e_seq)s::bigint[], %(e_kind)s::text[],
-        %(e_ts)s::double precision[], %(e_step_index)s::integer[], %(e_step_name)s::text[],
-        %(e_inputs)s::text[], %(e_outputs)s::text[], %(e_reasoning)s::text[],
-        %(e_approval)s::integer[], %(e_error)s::text[], %(e_actor)s::text[],
-        %(e_data)s::text[])
+    SELECT e.task_id, e.seq, e.kind, e.ts, e.step_index, e.step_name, e.inputs, e.outputs,
+        e.reasoning, e.approval, e.error, e.actor, e.data
+    FROM json_populate_recordset(NULL::handrail_events, %(events)s::json) AS e
+    WHERE EXISTS (SELECT FROM allowed)
     RETURNING 1
+), woken AS (
+    SELECT pg_notify('handrail_wake', queue) FROM task WHERE %(wake)s::boolean
 )
-SELECT CASE WHEN %(wake)s::boolean THEN pg_notify('handrail_wake', queue) END,
-    (SELECT count(*) FROM journal)
-FROM task;
+SELECT t.*, EXISTS (SELECT FROM allowed), (SELECT count(*) FROM journal),
+    (SELECT count(*) FROM woken)
+FROM target t;
 
 -- name: read_task
 -- The task row and its journal in one statement (one snapshot, one round trip): a row per

@@ -12,7 +12,8 @@ CREATE TABLE handrail_tasks (
     epoch bigint NOT NULL DEFAULT 0,
     cancel_requested_by text,
     initiator text,
-    max_execution_seconds double precision
+    max_execution_seconds double precision,
+    lease_token text
 );
 
 CREATE INDEX handrail_tasks_due ON handrail_tasks (run_at) WHERE run_at IS NOT NULL;

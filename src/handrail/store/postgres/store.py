@@ -1,17 +1,22 @@
 """PostgresStore: tasks and journals in PostgreSQL, for many workers on many machines.
 
-Every store operation is one transaction on a connection borrowed from a pool. Workers
-claim with ``FOR UPDATE SKIP LOCKED`` (claimers never queue behind each other), and every
-leased write locks the task row before checking its fencing epoch, so a write and a claim
-of the same task are serialized: either the claim skips the row, or the write sees the new
-epoch and raises ``LeaseLost``. Migrations are applied when the store opens, under an
-advisory lock, so many processes may open the same database at once. Writes that make a
-task runnable NOTIFY the subscribers on commit (see ``_wake``).
+Every store operation is one transaction on a connection borrowed from a pool. Most are a
+single statement, sent in autocommit mode: the server runs it as a transaction of its own
+and commits it (durably, as ``synchronous_commit`` says) before it answers, one round trip
+instead of three (``BEGIN``, the statement, ``COMMIT``); a statement is atomic, so such a
+write is too. Workers claim with ``FOR UPDATE SKIP LOCKED`` (claimers never queue behind
+each other), and every leased write locks the task row before checking its fencing epoch,
+so a write and a claim of the same task are serialized: either the claim skips the row, or
+the write sees the new epoch and raises ``LeaseLost``. Migrations are applied when the store
+opens, under an advisory lock, so many processes may open the same database at once. Writes
+that make a task runnable NOTIFY the subscribers on commit (see ``_wake``).
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,7 +32,13 @@ from handrail.errors import (
     TaskExistsError,
 )
 from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
-from handrail.store._rows import event_to_row, row_to_event, row_to_task, task_update_params
+from handrail.store._rows import (
+    EVENT_COLUMNS,
+    event_to_row,
+    row_to_event,
+    row_to_task,
+    task_update_params,
+)
 from handrail.store._sql import load_migrations, load_queries
 from handrail.store.base import (
     UNSET,
@@ -65,22 +76,9 @@ _Conn = psycopg.Connection[tuple[Any, ...]]
 _PACKAGE = "handrail.store.postgres"
 _Q = load_queries(_PACKAGE)
 _CLAIMED = EventKind.TASK_CLAIMED
+_EVENT_COLUMNS = tuple(c.strip() for c in EVENT_COLUMNS.split(","))
 _MIGRATION_LOCK = 0x68616E6472_0001  # "handr" + 1: the advisory lock migrations run under
-_EVENT_FIELDS = (
-    "e_task_id",
-    "e_seq",
-    "e_kind",
-    "e_ts",
-    "e_step_index",
-    "e_step_name",
-    "e_inputs",
-    "e_outputs",
-    "e_reasoning",
-    "e_approval",
-    "e_error",
-    "e_actor",
-    "e_data",
-)
+_CLAIM_ATTEMPTS = 3  # a claim whose snapshot missed a concurrent append is made again
 
 
 class PostgresStore:
@@ -118,7 +116,8 @@ class PostgresStore:
                 timeout=timeout,
                 open=True,
                 name="handrail",
-                kwargs={"autocommit": False},
+                # One statement, one transaction: see _write. _run opens explicit ones.
+                kwargs={"autocommit": True},
             )
             try:
                 pool.wait(timeout=connect_timeout)
@@ -132,7 +131,8 @@ class PostgresStore:
     # -- plumbing ----------------------------------------------------------------------
 
     def _run(self, fn: Callable[[_Conn], T]) -> T:
-        """Run ``fn`` in one transaction: committed if it returns, rolled back if it raises."""
+        """Run ``fn`` in one transaction (``BEGIN`` ... ``COMMIT``): committed if it returns,
+        rolled back if it raises. For an operation of several statements."""
         pool = self._pool
         if pool is None:
             raise StoreError("the store is closed")
@@ -146,19 +146,23 @@ class PostgresStore:
         except UnicodeEncodeError as exc:  # a str the driver cannot send (a lone surrogate)
             raise StoreError(f"PostgreSQL: cannot encode a value: {exc}") from exc
 
+    def _write(self, fn: Callable[[_Conn], T]) -> T:
+        """Run ``fn``, which sends exactly one statement, as a transaction of its own
+        (autocommit): the server commits the statement before it answers, so it is durable
+        when ``fn`` gets its result, in one round trip. A statement is atomic: all of it is
+        written or none. ``fn`` may raise after its statement only if that wrote nothing
+        (the statement's own conditions refused the write)."""
+        return self._read(fn)
+
     def _read(self, fn: Callable[[_Conn], T]) -> T:
-        """Run one read-only statement without an explicit transaction (autocommit): one
-        round trip instead of BEGIN, the statement and COMMIT."""
+        """Run ``fn``'s statements without an explicit transaction (autocommit): one round
+        trip each instead of BEGIN, the statement and COMMIT."""
         pool = self._pool
         if pool is None:
             raise StoreError("the store is closed")
         try:
             with pool.connection() as conn:
-                conn.autocommit = True
-                try:
-                    return fn(conn)
-                finally:
-                    conn.autocommit = False
+                return fn(conn)
         except PoolClosed:
             raise StoreError("the store is closed") from None
         except psycopg.Error as exc:
@@ -202,14 +206,14 @@ class PostgresStore:
             "run_at": task.run_at,
             "initiator": task.initiator,
             "max_execution_seconds": task.max_execution_seconds,
-            **_event_arrays([task.event]),
+            "events": _events_json([task.event]),
         }
 
         def op(conn: _Conn) -> None:
             if conn.execute(_Q["create_task"], params).rowcount == 0:
                 raise TaskExistsError(task.task_id)
 
-        self._run(op)
+        self._write(op)
 
     def claim_task(
         self,
@@ -221,8 +225,10 @@ class PostgresStore:
         workflows: Sequence[str] | None = None,
         task_id: str | None = None,
     ) -> Claim | None:
+        token = secrets.token_hex(8)  # this claim's own: see Lease and queries.sql
         params = {
             "worker": worker_id,
+            "token": token,
             "expires": now + lease_seconds,
             "now": now,
             "queues": None if queues is None else list(queues),
@@ -232,15 +238,26 @@ class PostgresStore:
         query = _Q["claim_task"] if task_id is None else _Q["claim_task_id"]
 
         def op(conn: _Conn) -> Claim | None:
-            row = conn.execute(query, params).fetchone()  # claims and journals the claim
-            if row is None:
+            # claims, journals the claim and returns the row with its journal
+            rows = conn.execute(query, params).fetchall()
+            if not rows:
                 return None
-            task = row_to_task(row[:-1])
-            rows = conn.execute(_Q["load_events"], {"task_id": task.task_id}).fetchall()
-            events = [row_to_event(r) for r in rows]
-            return Claim(task, Lease(task.task_id, worker_id, task.epoch), events)
+            task = row_to_task(rows[0][:13])
+            events = [row_to_event(r[13:26]) for r in rows]
+            lease = Lease(task.task_id, worker_id, task.epoch, token)
+            if task_id is not None:  # claim_task_id does not say when to claim again
+                return Claim(task, lease, events)
+            return Claim(task, lease, events, rows[0][27])
 
-        return self._run(op)
+        for _ in range(_CLAIM_ATTEMPTS - 1):
+            try:
+                return self._write(op)
+            except StoreError as exc:
+                # The journal moved on between the statement's snapshot and its lock on the
+                # row (see queries.sql): nothing was written; claim again.
+                if not isinstance(exc.__cause__, pg_errors.UniqueViolation):
+                    raise
+        return self._write(op)
 
     def renew_lease(self, lease: Lease, *, now: float, lease_seconds: float) -> bool:
         params = {
@@ -248,11 +265,12 @@ class PostgresStore:
             "task_id": lease.task_id,
             "epoch": lease.epoch,
             "worker": lease.worker_id,
+            "token": lease.token,
         }
-        return self._run(lambda conn: conn.execute(_Q["renew_lease"], params).rowcount == 1)
+        return self._write(lambda conn: conn.execute(_Q["renew_lease"], params).rowcount == 1)
 
     def release_worker(self, worker_id: str) -> int:
-        return self._run(
+        return self._write(
             lambda conn: conn.execute(_Q["release_worker"], {"worker": worker_id}).rowcount
         )
 
@@ -273,6 +291,7 @@ class PostgresStore:
             "task_id": lease.task_id,
             "epoch": lease.epoch,
             "worker": lease.worker_id,
+            "token": lease.token,
             "boundary": boundary,
             "intent_tools": sorted(
                 {e.step_name for e in events if e.kind in OPENS_STEP and e.step_name}
@@ -280,7 +299,7 @@ class PostgresStore:
             "update": update is not None,
             "wake": release and run_at is not None and run_at is not UNSET,
             **(update or _NO_UPDATE),
-            **_event_arrays(events),
+            "events": _events_json(events),
         }
 
         query = _Q["append_events"]
@@ -293,14 +312,19 @@ class PostgresStore:
                 fence = conn.execute(query, params).fetchone()
             except pg_errors.UniqueViolation:
                 raise _seq_taken(lease.task_id) from None
-            if fence is None or fence[0] != lease.epoch or fence[1] != lease.worker_id:
+            if (
+                fence is None
+                or fence[0] != lease.epoch
+                or fence[1] != lease.worker_id
+                or fence[8] != lease.token
+            ):
                 raise LeaseLost(lease.task_id)
             if boundary and fence[2] is not None:
                 raise CancelRequested(lease.task_id)
             if fence[3] is not None:
                 raise Halted(lease.task_id, fence[3], fence[4], fence[5], fence[6])
 
-        self._run(op)
+        self._write(op)  # a refused write wrote nothing (the statement's own conditions)
 
     def append_unleased(
         self,
@@ -317,30 +341,33 @@ class PostgresStore:
         params = {
             **(update or _NO_UPDATE),
             "task_id": task_id,
+            "expect_seq": expect_seq,
             "now": now,
             "update": update is not None,
             "wake": run_at is not None and run_at is not UNSET,
-            **_event_arrays(events),
+            "events": _events_json(events),
         }
+        query = _Q["operator_write"]
         if audit:
+            query = _audited(query, "EXISTS (SELECT FROM allowed)")
             params.update(_audit_params(audit))
 
         def op(conn: _Conn) -> None:
-            row = conn.execute(_Q["lock_task_journal_end"], {"task_id": task_id}).fetchone()
-            if row is None:
-                raise StaleWriteError(task_id, "the task does not exist")
-            if row_to_task(row[:-1]).leased(now):
-                raise StaleWriteError(task_id, "a worker holds the task now")
-            if row[-1] != expect_seq:
-                raise StaleWriteError(task_id, "its journal moved on")
+            # One statement: checks the lease and the journal's end under the row lock, and
+            # writes only if both are as expected (see queries.sql).
             try:
-                conn.execute(
-                    _audited(_Q["operator_write"]) if audit else _Q["operator_write"], params
-                )
+                row = conn.execute(query, params).fetchone()
             except pg_errors.UniqueViolation:
                 raise _seq_taken(task_id) from None
+            if row is None:
+                raise StaleWriteError(task_id, "the task does not exist")
+            if row[14]:  # written
+                return
+            if row_to_task(row[:13]).leased(now):
+                raise StaleWriteError(task_id, "a worker holds the task now")
+            raise StaleWriteError(task_id, "its journal moved on")
 
-        self._run(op)
+        self._write(op)  # a refused write wrote nothing (the statement's own conditions)
 
     def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
         params = {"task_id": task_id, "actor": actor, "now": now}
@@ -351,7 +378,7 @@ class PostgresStore:
                 raise StaleWriteError(task_id, "the task does not exist")
             return row_to_task(row)
 
-        return self._run(op)
+        return self._write(op)
 
     # -- operator controls -------------------------------------------------------------
 
@@ -364,13 +391,13 @@ class PostgresStore:
             "reason": halt.reason,
             "created_at": halt.created_at,
         }
-        self._run(lambda conn: conn.execute(_Q["insert_halt"], params))
+        self._write(lambda conn: conn.execute(_Q["insert_halt"], params))
 
     def release_halts(
         self, scope: str, target: str | None, *, actor: str, now: float
     ) -> list[Halt]:
         params = {"scope": scope, "target": target, "actor": actor, "now": now}
-        rows = self._run(lambda conn: conn.execute(_Q["release_halts"], params).fetchall())
+        rows = self._write(lambda conn: conn.execute(_Q["release_halts"], params).fetchall())
         return [Halt(*r[:8]) for r in rows]  # r[8]: the wake-up's pg_notify
 
     def list_halts(self, *, active_only: bool = True) -> list[Halt]:
@@ -386,13 +413,13 @@ class PostgresStore:
         self, tool: str, *, now: float, threshold: int, cooldown: float
     ) -> CircuitState:
         params = {"tool": tool, "now": now, "threshold": threshold, "cooldown": cooldown}
-        row = self._run(lambda conn: conn.execute(_Q["circuit_failure"], params).fetchone())
+        row = self._write(lambda conn: conn.execute(_Q["circuit_failure"], params).fetchone())
         assert row is not None
         return CircuitState(*row)
 
     def record_tool_success(self, tool: str, *, now: float) -> None:
         params = {"tool": tool, "now": now}
-        self._run(lambda conn: conn.execute(_Q["circuit_success"], params))
+        self._write(lambda conn: conn.execute(_Q["circuit_success"], params))
 
     def take_rate_token(self, key: str, *, now: float, limit: int, interval: float) -> float | None:
         window_start = now - (now % interval)
@@ -483,10 +510,16 @@ def _audit_params(drafts: Sequence[AuditDraft]) -> dict[str, list[Any]]:
     return audit_params(drafts)
 
 
-def _event_arrays(events: Sequence[Event]) -> dict[str, list[Any]]:
-    """Events as the column arrays the ``unnest`` inserts take."""
-    rows = [event_to_row(e) for e in events]
-    return {name: [row[i] for row in rows] for i, name in enumerate(_EVENT_FIELDS)}
+def _events_json(events: Sequence[Event]) -> str:
+    """Events as the JSON array of objects (a key per column) the inserts read with
+    ``json_populate_recordset``. Text columns go as JSON strings, so an event's JSON text
+    (inputs, outputs, data) is stored exactly as it came; numbers as ``repr`` writes them,
+    which reads back as the same float."""
+    return json.dumps(
+        [dict(zip(_EVENT_COLUMNS, event_to_row(e), strict=True)) for e in events],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def _seq_taken(task_id: str) -> StaleWriteError:
