@@ -17,6 +17,7 @@ WAL archives and backups until they expire): schedule a vacuum after erasures.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -79,19 +80,28 @@ _KEY_LOCK = 0x68610004
 """First half of the advisory lock on one data key id (the second is its hash)."""
 
 
-def _draft_arrays(drafts: Sequence[AuditDraft]) -> dict[str, list[Any]]:
-    return {
-        "call_id": [d.call_id for d in drafts],
-        "task_id": [d.task_id for d in drafts],
-        "kind": [d.kind for d in drafts],
-        "created_at": [d.created_at for d in drafts],
-        "compliance_json": [d.compliance_json for d in drafts],
-        "key_id": [d.key_id for d in drafts],
-        "raw_input": [d.raw_input for d in drafts],
-        "raw_output": [d.raw_output for d in drafts],
-        "error": [d.error for d in drafts],
-        "facts": [d.facts for d in drafts],
-    }
+def _drafts_json(drafts: Sequence[AuditDraft]) -> str:
+    """Drafts as the JSON array of objects (a key per column) the insert reads with
+    ``json_populate_recordset``: one parameter for the driver to send, not ten arrays."""
+    return json.dumps(
+        [
+            {
+                "call_id": d.call_id,
+                "task_id": d.task_id,
+                "kind": d.kind,
+                "created_at": d.created_at,
+                "compliance_json": d.compliance_json,
+                "key_id": d.key_id,
+                "raw_input": d.raw_input,
+                "raw_output": d.raw_output,
+                "error": d.error,
+                "facts": d.facts,
+            }
+            for d in drafts
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
 
 
 def _arrays(rows: Sequence[AuditRow]) -> dict[str, list[Any]]:
@@ -116,9 +126,9 @@ def audit_cte(name: str, *, where: str | None = None) -> str:
     return f"{name} AS ({insert} RETURNING 1)"
 
 
-def audit_params(drafts: Sequence[AuditDraft]) -> dict[str, list[Any]]:
+def audit_params(drafts: Sequence[AuditDraft]) -> dict[str, str]:
     """The parameters of :func:`audit_cte` for ``drafts``."""
-    return {f"a_{k}": v for k, v in _draft_arrays(drafts).items()}
+    return {"a_drafts": _drafts_json(drafts)}
 
 
 def insert_audit_records(conn: _Conn, rows: Sequence[AuditRow]) -> int:

@@ -17,10 +17,9 @@ SELECT pg_try_advisory_xact_lock(%(lock)s);
 INSERT INTO handrail_audit_drafts
     (call_id, task_id, kind, created_at, compliance_json, key_id, raw_input, raw_output, error,
      facts)
-SELECT *
-FROM unnest(%(call_id)s::text[], %(task_id)s::text[], %(kind)s::text[],
-    %(created_at)s::double precision[], %(compliance_json)s::text[], %(key_id)s::text[],
-    %(raw_input)s::text[], %(raw_output)s::text[], %(error)s::text[], %(facts)s::text[]);
+SELECT d.call_id, d.task_id, d.kind, d.created_at, d.compliance_json, d.key_id, d.raw_input,
+    d.raw_output, d.error, d.facts
+FROM json_populate_recordset(NULL::handrail_audit_drafts, %(drafts)s::json) AS d;
 
 -- name: drafts
 SELECT id, call_id, task_id, kind, created_at, compliance_json, key_id, raw_input,

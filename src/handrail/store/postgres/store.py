@@ -504,7 +504,7 @@ def _audited(query: str, where: str | None = None) -> str:
     return f"{head}\n), {audit_cte('audited', where=where)}\nSELECT {tail}"
 
 
-def _audit_params(drafts: Sequence[AuditDraft]) -> dict[str, list[Any]]:
+def _audit_params(drafts: Sequence[AuditDraft]) -> dict[str, str]:
     from handrail.store.postgres.audit import audit_params
 
     return audit_params(drafts)
