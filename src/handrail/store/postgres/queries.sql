@@ -119,8 +119,9 @@ CROSS JOIN LATERAL (
 ) e
 ORDER BY e.seq;
 
--- name: claim_task_id
--- claim_task for one named task (a plan on the primary key).
+-- name: claim_candidate_id
+-- claim_task's first CTE for one named task (a plan on the primary key); the store puts
+-- the rest of claim_task after it (its next_due is then not used).
 WITH candidate AS (
     SELECT task_id FROM handrail_tasks
     WHERE task_id = %(task_id)s
@@ -134,48 +135,6 @@ WITH candidate AS (
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s::text[]))
     FOR UPDATE SKIP LOCKED
-), claimed AS (
-UPDATE handrail_tasks AS t
-SET lease_owner = %(worker)s, lease_token = %(token)s, lease_expires_at = %(expires)s,
-    epoch = t.epoch + 1, status = 'in_progress', updated_at = %(now)s
-FROM candidate
-WHERE t.task_id = candidate.task_id
-RETURNING t.task_id, t.workflow, t.queue, t.status, t.created_at, t.updated_at, t.run_at,
-    t.lease_owner, t.lease_expires_at, t.epoch, t.cancel_requested_by, t.initiator,
-    t.max_execution_seconds
-), journal AS (
-    -- the task_claimed event, in the same statement (the lease is ours: nobody else
-    -- appends to this journal now)
-    INSERT INTO handrail_events (task_id, seq, kind, ts, approval, data)
-    SELECT c.task_id,
-        (SELECT coalesce(max(e.seq), -1) + 1 FROM handrail_events e
-         WHERE e.task_id = c.task_id),
-        'task_claimed', %(now)s, 0,
-        '{"worker":' || to_json(%(worker)s::text)::text || ',"epoch":' || c.epoch || '}'
-    FROM claimed c
-    RETURNING task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning,
-        approval, error, actor, data
-), unflushed AS (
-    -- This transaction's commit does not wait for its WAL flush: a claim lost in a server
-    -- crash is harmless (its holder's writes are refused: the lease token), and it is
-    -- durable once any later commit is (the holder's first write is flushed before any
-    -- effect it journals). Reverts at the end of the transaction.
-    SELECT set_config('synchronous_commit', 'off', true) FROM claimed
-)
--- The claimed row with its journal, a row per event, the claim event last: the events of
--- this statement's snapshot, and the one it appended. Had the journal moved on after the
--- snapshot was taken, the claim event's seq would collide with an event the snapshot
--- lacks: the statement fails (unique violation), writing nothing, and the caller retries.
-SELECT c.*, e.*, (SELECT count(*) FROM unflushed)
-FROM claimed c
-CROSS JOIN LATERAL (
-    SELECT old.task_id, old.seq, old.kind, old.ts, old.step_index, old.step_name,
-        old.inputs, old.outputs, old.reasoning, old.approval, old.error, old.actor, old.data
-    FROM handrail_events old WHERE old.task_id = c.task_id
-    UNION ALL
-    SELECT * FROM journal
-) e
-ORDER BY e.seq;
 
 -- name: append_events
 -- The per-step write, in one statement: lock the task row (a concurrent claim either

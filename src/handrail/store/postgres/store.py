@@ -75,6 +75,10 @@ _Conn = psycopg.Connection[tuple[Any, ...]]
 
 _PACKAGE = "handrail.store.postgres"
 _Q = load_queries(_PACKAGE)
+# claim_task for one named task: its own candidate, then the rest of claim_task.
+_Q["claim_task_id"] = (
+    _Q["claim_candidate_id"] + "\n" + _Q["claim_task"][_Q["claim_task"].index("), claimed AS (") :]
+)
 _CLAIMED = EventKind.TASK_CLAIMED
 _EVENT_COLUMNS = tuple(c.strip() for c in EVENT_COLUMNS.split(","))
 _MIGRATION_LOCK = 0x68616E6472_0001  # "handr" + 1: the advisory lock migrations run under
@@ -245,7 +249,7 @@ class PostgresStore:
             task = row_to_task(rows[0][:13])
             events = [row_to_event(r[13:26]) for r in rows]
             lease = Lease(task.task_id, worker_id, task.epoch, token)
-            if task_id is not None:  # claim_task_id does not say when to claim again
+            if task_id is not None:  # a claim by id is not asked when to claim again
                 return Claim(task, lease, events)
             return Claim(task, lease, events, rows[0][27])
 
