@@ -23,13 +23,6 @@ FROM json_populate_recordset(NULL::handrail_events, %(events)s::json) AS e
 WHERE EXISTS (SELECT FROM task)
 RETURNING pg_notify('handrail_wake', %(queue)s);
 
--- name: insert_events
-INSERT INTO handrail_events (task_id, seq, kind, ts, step_index, step_name, inputs, outputs,
-    reasoning, approval, error, actor, data)
-SELECT e.task_id, e.seq, e.kind, e.ts, e.step_index, e.step_name, e.inputs, e.outputs,
-    e.reasoning, e.approval, e.error, e.actor, e.data
-FROM json_populate_recordset(NULL::handrail_events, %(events)s::json) AS e;
-
 -- name: claim_task
 -- The due task first; rows other claimers hold are skipped, not waited for. One statement,
 -- which the caller runs as a transaction of its own (one round trip, committed on return).
@@ -195,33 +188,6 @@ woken AS (
 SELECT f.epoch, f.lease_owner, f.cancel_requested_by,
     h.halt_id, h.scope, h.target, h.halted_by, (SELECT count(*) FROM woken), f.lease_token
 FROM fence f LEFT JOIN halt h ON true;
-
--- name: lock_task
-SELECT task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
-    lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds
-FROM handrail_tasks WHERE task_id = %(task_id)s
-FOR NO KEY UPDATE;
-
--- name: last_seq
-SELECT coalesce(max(seq), -1) FROM handrail_events WHERE task_id = %(task_id)s;
-
--- name: update_task
-UPDATE handrail_tasks
-SET status = coalesce(%(status)s::text, status),
-    run_at = CASE WHEN %(set_run_at)s::boolean THEN %(run_at)s::double precision
-             ELSE run_at END,
-    lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_owner END,
-    lease_token = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_token END,
-    lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL ELSE lease_expires_at END,
-    updated_at = %(now)s
-WHERE task_id = %(task_id)s
-RETURNING CASE WHEN %(wake)s::boolean THEN pg_notify('handrail_wake', queue) END;
-
--- name: revoke_lease
--- An operator write revokes any expired lease: the old holder can write no more.
-UPDATE handrail_tasks
-SET epoch = epoch + 1, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-WHERE task_id = %(task_id)s;
 
 -- name: renew_lease
 UPDATE handrail_tasks SET lease_expires_at = %(expires)s
