@@ -6,11 +6,14 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from handrail import serde
 from handrail.errors import NotFoundError, TaskCancelledError, TaskFailedError
-from handrail.journal import Event, TaskState, TaskStatus, fold
+from handrail.journal import Event, EventKind, TaskState, TaskStatus, fold
 
 if TYPE_CHECKING:
     from handrail.app import App
+
+_ENDS = (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED)
 
 
 class TaskHandle:
@@ -45,12 +48,19 @@ class TaskHandle:
         status = self.status()
         if not status.terminal:
             return False, None
-        state = self.state()
-        if status is TaskStatus.COMPLETED:
-            return True, state.result
         if status is TaskStatus.CANCELLED:
             raise TaskCancelledError(self.task_id)
-        raise TaskFailedError(self.task_id, state.error)
+        # The journal's terminal event holds the result (or the error): no need to fold
+        # the whole journal for it.
+        end = next((e for e in reversed(self.events()) if e.kind in _ENDS), None)
+        if end is None:  # a terminal status without its event: fold what there is
+            state = self.state()
+            result_json, error = state.result_json, state.error
+        else:
+            result_json, error = end.outputs_json, end.error
+        if status is TaskStatus.COMPLETED:
+            return True, serde.loads(result_json)
+        raise TaskFailedError(self.task_id, error)
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the task finishes; return its result, or raise ``TaskFailedError`` /

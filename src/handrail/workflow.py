@@ -44,6 +44,10 @@ class Workflow:
     signature: inspect.Signature | None = None
     max_steps: int | None = None
     agent: str | None = None
+    positional: int | None = None
+    """How many arguments after the context the function takes when they are exactly
+    that many positional parameters (no defaults, no ``*args``/``**kwargs``): such a
+    call is checked by counting, without binding the signature."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -51,6 +55,8 @@ class Workflow:
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Refuse, before a task exists, arguments the workflow function cannot take."""
         if self.signature is None:
+            return
+        if not kwargs and len(args) == self.positional:
             return
         try:
             self.signature.bind(None, *args, **kwargs)
@@ -98,7 +104,18 @@ def make_workflow(
         signature=signature,
         max_steps=max_steps,
         agent=agent,
+        positional=_plain_arity(signature),
     )
+
+
+def _plain_arity(signature: inspect.Signature) -> int | None:
+    """The number of parameters after the first, if every one is a plain positional
+    parameter without a default; else ``None``."""
+    plain = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = list(signature.parameters.values())[1:]
+    if all(p.kind in plain and p.default is inspect.Parameter.empty for p in params):
+        return len(params)
+    return None
 
 
 def _error(exc: BaseException, **extra: Any) -> dict[str, Any]:

@@ -235,3 +235,61 @@ def test_a_custom_redactor_applies_everywhere(vault: PayloadVault) -> None:
     redactor = Redactor(extra_field_patterns=["amount"])
     row = refund(vault, redactor=redactor)
     assert compliance_view(row)["action_description"].startswith("Refund [redacted] EUR")
+
+
+@pytest.mark.parametrize("describe", [None, "Refund {amount} EUR to {email} with {api_key}"])
+@pytest.mark.parametrize("failed", [False, True])
+def test_a_facts_draft_seals_to_the_record_the_full_draft_makes(
+    vault: PayloadVault, describe: str | None, failed: bool
+) -> None:
+    """The engine writes a tool call's facts and payloads; sealing builds the compliance
+    view from them. It must be the view :func:`draft_tool_call` builds from the same call,
+    byte for byte, and the leaf that view plus the payloads' commitments."""
+    from handrail import serde
+    from handrail.audit.record import FactsEncoder, draft_tool_call, seal_draft, tool_call_facts
+
+    params = {"email": SECRET_EMAIL, "amount": 42, "api_key": "sk-live-123"}
+    error = {"type": "app.Declined", "message": f"card of {SECRET_EMAIL} declined"}
+    failure = "data_error" if failed else None
+    facts = {
+        "tool_name": "refund",
+        "describe": describe,
+        "data_accessed": ["customer.email", SECRET_EMAIL],
+        "data_modified": ["payments.refunds"],
+        "agent_id": "support-agent +1 415 555 0100",
+        "authorized_by": "carol",
+        "approval": "apr-7",
+        "started_at": NOW,
+        "duration_ms": 12.3456,
+        "logged_at": NOW + 1,
+        "step_index": 3,
+        "attempt": 2,
+    }
+    full = draft_tool_call(
+        call_id="t1:3:2",
+        task_id="t1",
+        params=params,
+        output=None if failed else {"refund_id": "r-9"},
+        error=error if failed else None,
+        failure_class=failure,
+        **facts,  # type: ignore[arg-type]
+    )
+    draft = tool_call_facts(
+        call_id="t1:3:2",
+        task_id="t1",
+        params_json=serde.dumps(params),
+        output_json=None if failed else serde.dumps({"refund_id": "r-9"}),
+        error=error if failed else None,
+        failure_class=failure,
+        key_id=None,
+        logged_at=NOW + 1,
+        facts_json=FactsEncoder().encode(failure_class=failure, **facts),  # type: ignore[arg-type]
+    )
+    sealed, expected = seal_draft(draft, vault), seal_draft(full, vault)
+    assert sealed.compliance_json == expected.compliance_json
+    assert SECRET_EMAIL not in sealed.compliance_json
+    leaf = json.loads(sealed.leaf_body)
+    commitments = leaf.pop("commitments")
+    assert leaf == json.loads(sealed.compliance_json)
+    assert set(commitments) == set(json.loads(expected.leaf_body)["commitments"])
+    assert set(commitments) == ({"raw_input", "error"} if failed else {"raw_input", "raw_output"})

@@ -31,10 +31,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -307,24 +308,35 @@ def seal_draft(draft: AuditDraft, vault: PayloadVault | None, key: Any = None) -
     """The row of ``draft``: its raw payloads sealed with ``vault`` (none kept without one)
     under its key (default the task's; ``key``, if given, is that key, its cipher or its
     tombstone), and the leaf body with their commitments."""
-    if draft.facts is not None:
-        draft = _from_facts(draft)
-    payloads = {"raw_input": draft.raw_input, "raw_output": draft.raw_output, "error": draft.error}
+    if draft.facts is not None and draft.task_id is not None:
+        compliance = _facts_compliance(draft)
+    else:
+        compliance = None
     technical: dict[str, Any] | None = None
     commitments: dict[str, str] = {}
     if _has_payloads(draft):
+        payloads = {
+            "raw_input": draft.raw_input,
+            "raw_output": draft.raw_output,
+            "error": draft.error,
+        }
         technical, commitments = _seal(vault, _key_id(draft), draft.call_id, payloads, key)
-    leaf_body = draft.compliance_json
+    if compliance is None:  # a finished draft: its compliance view is final text
+        compliance_json = leaf_body = draft.compliance_json
+        if commitments:
+            compliance = json.loads(compliance_json)
+    else:
+        compliance_json = leaf_body = canonical_json(compliance).decode("utf-8")
     if commitments:
-        body = json.loads(draft.compliance_json)
-        body["commitments"] = commitments
-        leaf_body = canonical_json(body).decode("utf-8")
+        assert compliance is not None
+        compliance["commitments"] = commitments
+        leaf_body = canonical_json(compliance).decode("utf-8")
     return AuditRow(
         call_id=draft.call_id,
         task_id=draft.task_id,
         kind=draft.kind,
         created_at=draft.created_at,
-        compliance_json=draft.compliance_json,
+        compliance_json=compliance_json,
         technical_json=None if technical is None else canonical_json(technical).decode("utf-8"),
         leaf_body=leaf_body,
     )
@@ -384,38 +396,30 @@ def draft_tool_call(
     (default ``task:<task_id>``). ``call_id`` must be unique per attempt, e.g.
     ``f"{task_id}:{step_index}:{attempt}"``.
     """
-    redactor = redactor or _DEFAULT_REDACTOR
-    if describe is None:
-        description = f"Called {tool_name}"
-    else:
-        redacted_params = redactor.redact_value(_plain(dict(params)))
-        description = redactor.redact_text(_describe(describe, tool_name, redacted_params))
     if outcome is None:
         outcome = Outcome.FAILURE if error is not None else Outcome.SUCCESS
     error_info = None if error is None else _error_dict(error, failure_class)
-    compliance: dict[str, Any] = {
-        "kind": RecordKind.TOOL_CALL.value,
-        "call_id": call_id,
-        "task_id": task_id,
-        "agent_id": None if agent_id is None else redactor.redact_text(agent_id),
-        "tool_name": tool_name,
-        "timestamp": to_iso(started_at),
-        "duration_us": round(duration_ms * 1000),
-        "action_description": description,
-        "data_accessed": [redactor.redact_text(str(d)) for d in data_accessed],
-        "data_modified": [redactor.redact_text(str(d)) for d in data_modified],
-        "authorized_by": None if authorized_by is None else redactor.redact_text(authorized_by),
-        "approval": approval,
-        "outcome": Outcome(outcome).value,
-        "failure_class": failure_class,
-        # The error's type only: its message is free text, kept in the technical view.
-        "error_type": None if error_info is None else error_info.get("type"),
-        "logged_at": to_iso(logged_at),
-    }
-    if step_index is not None:
-        compliance["step_index"] = step_index
-    if attempt is not None:
-        compliance["attempt"] = attempt
+    compliance = _tool_call_compliance(
+        call_id=call_id,
+        task_id=task_id,
+        tool_name=tool_name,
+        params=params,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        logged_at=logged_at,
+        error_info=error_info,
+        failure_class=failure_class,
+        outcome=outcome,
+        describe=describe,
+        data_accessed=data_accessed,
+        data_modified=data_modified,
+        agent_id=agent_id,
+        authorized_by=authorized_by,
+        approval=approval,
+        step_index=step_index,
+        attempt=attempt,
+        redactor=redactor,
+    )
     return AuditDraft(
         call_id=call_id,
         task_id=task_id,
@@ -427,6 +431,72 @@ def draft_tool_call(
         raw_output=output_json if output_json is not None else _payload(output, "raw_output"),
         error=error_json if error_json is not None else _payload(error_info, "error"),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _redact_default(text: str) -> str:
+    """The default redactor's :meth:`~Redactor.redact_text`, remembered: the texts it sees
+    on every record (agent ids, authorities, data names) repeat."""
+    return _DEFAULT_REDACTOR.redact_text(text)
+
+
+def _tool_call_compliance(
+    *,
+    call_id: str,
+    task_id: str,
+    tool_name: str,
+    params: Mapping[str, Any],
+    started_at: float,
+    duration_ms: float,
+    logged_at: float,
+    error_info: Mapping[str, Any] | None,
+    failure_class: str | None,
+    outcome: Outcome | str,
+    describe: str | None,
+    data_accessed: Sequence[str],
+    data_modified: Sequence[str],
+    agent_id: str | None,
+    authorized_by: str | None,
+    approval: str | None,
+    step_index: int | None,
+    attempt: int | None,
+    redactor: Redactor | None,
+) -> dict[str, Any]:
+    """The compliance view of one tool-call attempt (see :func:`draft_tool_call`)."""
+    text: Callable[[str], str]
+    if redactor is None or redactor is _DEFAULT_REDACTOR:
+        redactor, text = _DEFAULT_REDACTOR, _redact_default
+    else:
+        text = redactor.redact_text
+    if describe is None:
+        description = f"Called {tool_name}"
+    else:
+        redacted_params = redactor.redact_value(_plain(dict(params)))
+        description = redactor.redact_text(_describe(describe, tool_name, redacted_params))
+    compliance: dict[str, Any] = {
+        "kind": RecordKind.TOOL_CALL.value,
+        "call_id": call_id,
+        "task_id": task_id,
+        "agent_id": None if agent_id is None else text(agent_id),
+        "tool_name": tool_name,
+        "timestamp": to_iso(started_at),
+        "duration_us": round(duration_ms * 1000),
+        "action_description": description,
+        "data_accessed": [text(str(d)) for d in data_accessed],
+        "data_modified": [text(str(d)) for d in data_modified],
+        "authorized_by": None if authorized_by is None else text(authorized_by),
+        "approval": approval,
+        "outcome": Outcome(outcome).value,
+        "failure_class": failure_class,
+        # The error's type only: its message is free text, kept in the technical view.
+        "error_type": None if error_info is None else error_info.get("type"),
+        "logged_at": to_iso(logged_at),
+    }
+    if step_index is not None:
+        compliance["step_index"] = step_index
+    if attempt is not None:
+        compliance["attempt"] = attempt
+    return compliance
 
 
 def tool_call_facts(
@@ -512,22 +582,24 @@ class FactsEncoder:
         )
 
 
-def _from_facts(draft: AuditDraft) -> AuditDraft:
-    """The complete draft of a :func:`tool_call_facts` draft: its compliance view built."""
-    if draft.facts is None or draft.task_id is None:
-        return draft
+def _facts_compliance(draft: AuditDraft) -> dict[str, Any]:
+    """The compliance view of a :func:`tool_call_facts` draft (built as
+    :func:`draft_tool_call` builds it from the same facts)."""
+    assert draft.facts is not None
+    assert draft.task_id is not None
     facts = json.loads(draft.facts)
     # The parameters fill the describe template; the raw input is their JSON as it is.
     templated = facts.get("describe") is not None and draft.raw_input is not None
-    return draft_tool_call(
+    error = None if draft.error is None else serde.loads(draft.error)
+    failure_class = facts.pop("failure_class", None)
+    return _tool_call_compliance(
         call_id=draft.call_id,
         task_id=draft.task_id,
         params=serde.loads(draft.raw_input) if templated else {},
-        input_json=draft.raw_input,
-        output_json=draft.raw_output,
-        error=None if draft.error is None else serde.loads(draft.error),
-        error_json=draft.error,
-        key_id=draft.key_id,
+        error_info=None if error is None else _error_dict(error, failure_class),
+        failure_class=failure_class,
+        outcome=Outcome.FAILURE if error is not None else Outcome.SUCCESS,
+        redactor=None,
         **facts,
     )
 
