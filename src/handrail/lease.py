@@ -54,16 +54,31 @@ class Heartbeat:
     def _run(self) -> None:
         interval = self._app.lease_seconds / 3
         while not self._wake.wait(interval):
-            with self._lock:
-                leases = list(self._leases)
-            for lease in leases:
-                try:
-                    renewed = self._app.store.renew_lease(
-                        lease, now=self._app.clock.now(), lease_seconds=self._app.lease_seconds
-                    )
-                except Exception:
-                    log.exception("renewing the lease of task %s failed", lease.task_id)
-                    continue
-                if not renewed:
+            self.renew_all()
+
+    def renew_all(self) -> None:
+        """Renew every held lease once (the heartbeat thread calls this each interval)."""
+        with self._lock:
+            leases = list(self._leases)
+        for lease in leases:
+            try:
+                renewed = self._app.store.renew_lease(
+                    lease, now=self._app.clock.now(), lease_seconds=self._app.lease_seconds
+                )
+            except Exception:
+                log.exception("renewing the lease of task %s failed", lease.task_id)
+                continue
+            if not renewed:
+                self.discard(lease)
+                if self._taken_over(lease):
                     log.warning("lease of task %s was taken over", lease.task_id)
-                    self.discard(lease)
+
+    def _taken_over(self, lease: Lease) -> bool:
+        """Whether a lease that could not be renewed went to another claim. It usually
+        did not: the task finished or suspended (releasing its lease) between the
+        snapshot of held leases and the renewal, which is no news."""
+        try:
+            record = self._app.store.get_task(lease.task_id)
+        except Exception:
+            return True  # cannot tell: say so, as before
+        return record is not None and record.epoch != lease.epoch
