@@ -74,11 +74,12 @@ class Heartbeat:
                     log.warning("lease of task %s was taken over", lease.task_id)
 
     def _taken_over(self, lease: Lease) -> bool:
-        """Whether a lease that could not be renewed went to another claim. It usually
-        did not: the task finished or suspended (releasing its lease) between the
-        snapshot of held leases and the renewal, which is no news."""
+        """Whether a lease that could not be renewed was lost, not given up. Usually it was
+        given up: the task finished or suspended (releasing its lease) between the
+        snapshot of held leases and the renewal, which is no news. A task still leased
+        (to another claim, or to this one past its expiry) was lost."""
         try:
             record = self._app.store.get_task(lease.task_id)
         except Exception:
             return True  # cannot tell: say so, as before
-        return record is not None and record.epoch != lease.epoch
+        return record is not None and record.lease_owner is not None

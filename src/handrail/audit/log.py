@@ -5,11 +5,11 @@ SQLite (:mod:`handrail.store.sqlite.audit`) and PostgreSQL
 (:mod:`handrail.store.postgres.audit`). How a record travels:
 
 1. **insert**: a writer inserts the record inside the transaction that journals the
-   event (or :meth:`AuditLog.append` on its own). The in-memory and PostgreSQL stores
-   seal it (:func:`~handrail.audit.record.seal_draft`) and insert the record; the
-   SQLite store inserts the :class:`~handrail.audit.record.AuditDraft` and the log seals
-   it into a record later (:meth:`AuditLog.seal_drafts`, which the sequencer and every
-   read call first). The record gets an id; a trigger queues it in
+   event (or :meth:`AuditLog.append` on its own). The in-memory store seals it
+   (:func:`~handrail.audit.record.seal_draft`) and inserts the record; the SQLite and
+   PostgreSQL stores insert the :class:`~handrail.audit.record.AuditDraft` and the log
+   seals it into a record later (:meth:`AuditLog.seal_drafts`, which the sequencer and
+   every read call first). The record gets an id; a trigger queues it in
    ``handrail_audit_pending``. Writers only ever INSERT, so they never wait on a shared
    row.
 2. **sequence**: :meth:`AuditLog.sequence`, one sequencer at a time (SQLite: ``BEGIN

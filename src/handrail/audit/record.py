@@ -34,6 +34,7 @@ import datetime as _dt
 import functools
 import json
 import math
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
@@ -296,6 +297,14 @@ class AuditDraft:
     is still to be built (``compliance_json`` is then empty)."""
 
 
+DRAFT_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditDraft))
+"""The columns of ``handrail_audit_drafts`` after its id, in the order of
+:class:`AuditDraft`'s fields (``AuditDraft(*row)`` reads a row back)."""
+
+draft_values: Callable[[AuditDraft], tuple[Any, ...]] = operator.attrgetter(*DRAFT_COLUMNS)
+"""A draft's values in :data:`DRAFT_COLUMNS` order, for an insert."""
+
+
 def _has_payloads(draft: AuditDraft) -> bool:
     return draft.raw_input is not None or draft.raw_output is not None or draft.error is not None
 
@@ -308,10 +317,12 @@ def seal_draft(draft: AuditDraft, vault: PayloadVault | None, key: Any = None) -
     """The row of ``draft``: its raw payloads sealed with ``vault`` (none kept without one)
     under its key (default the task's; ``key``, if given, is that key, its cipher or its
     tombstone), and the leaf body with their commitments."""
+    compliance: dict[str, Any] | None = None
     if draft.facts is not None and draft.task_id is not None:
         compliance = _facts_compliance(draft)
-    else:
-        compliance = None
+        compliance_json = canonical_json(compliance).decode("utf-8")
+    else:  # a finished draft: its compliance view is final text
+        compliance_json = draft.compliance_json
     technical: dict[str, Any] | None = None
     commitments: dict[str, str] = {}
     if _has_payloads(draft):
@@ -321,16 +332,10 @@ def seal_draft(draft: AuditDraft, vault: PayloadVault | None, key: Any = None) -
             "error": draft.error,
         }
         technical, commitments = _seal(vault, _key_id(draft), draft.call_id, payloads, key)
-    if compliance is None:  # a finished draft: its compliance view is final text
-        compliance_json = leaf_body = draft.compliance_json
-        if commitments:
-            compliance = json.loads(compliance_json)
-    else:
-        compliance_json = leaf_body = canonical_json(compliance).decode("utf-8")
+    leaf_body = compliance_json
     if commitments:
-        assert compliance is not None
-        compliance["commitments"] = commitments
-        leaf_body = canonical_json(compliance).decode("utf-8")
+        body = json.loads(compliance_json) if compliance is None else compliance
+        leaf_body = canonical_json({**body, "commitments": commitments}).decode("utf-8")
     return AuditRow(
         call_id=draft.call_id,
         task_id=draft.task_id,

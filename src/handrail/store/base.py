@@ -269,8 +269,9 @@ class Store(Protocol):
         ``boundary`` (the write opens a step), raises ``CancelRequested`` if an operator
         asked to cancel and ``Halted`` if an active halt covers everything, the task or the
         tool of a ``step_started``/``step_retried`` event, writing nothing. ``audit`` drafts
-        are written in the same transaction: sealed into the audit log right away, or kept
-        as drafts that the log seals before anyone reads or sequences them (SQLite)."""
+        are written in the same transaction: sealed into the audit log right away (in
+        memory), or kept as drafts that the log seals before anyone reads or sequences
+        them (SQLite, PostgreSQL)."""
 
     def append_unleased(
         self,

@@ -48,7 +48,14 @@ from handrail.audit.payloads import (
     Tombstone,
     check_key_id,
 )
-from handrail.audit.record import AuditDraft, AuditRow, StoredRecord, leaf_bytes
+from handrail.audit.record import (
+    DRAFT_COLUMNS,
+    AuditDraft,
+    AuditRow,
+    StoredRecord,
+    draft_values,
+    leaf_bytes,
+)
 from handrail.audit.stored_proofs import StoredTreeProofs
 from handrail.clock import Clock, SystemClock
 from handrail.errors import ConfigurationError, StoreError
@@ -84,21 +91,7 @@ def _drafts_json(drafts: Sequence[AuditDraft]) -> str:
     """Drafts as the JSON array of objects (a key per column) the insert reads with
     ``json_populate_recordset``: one parameter for the driver to send, not ten arrays."""
     return json.dumps(
-        [
-            {
-                "call_id": d.call_id,
-                "task_id": d.task_id,
-                "kind": d.kind,
-                "created_at": d.created_at,
-                "compliance_json": d.compliance_json,
-                "key_id": d.key_id,
-                "raw_input": d.raw_input,
-                "raw_output": d.raw_output,
-                "error": d.error,
-                "facts": d.facts,
-            }
-            for d in drafts
-        ],
+        [dict(zip(DRAFT_COLUMNS, draft_values(d), strict=True)) for d in drafts],
         ensure_ascii=False,
         separators=(",", ":"),
     )

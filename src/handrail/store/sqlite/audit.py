@@ -42,7 +42,7 @@ from handrail.audit.nodes import (
     encode_frontier,
 )
 from handrail.audit.payloads import KeyStore, PayloadVault, SQLiteKeyStore
-from handrail.audit.record import AuditDraft, AuditRow, StoredRecord, leaf_bytes
+from handrail.audit.record import AuditDraft, AuditRow, StoredRecord, draft_values, leaf_bytes
 from handrail.audit.stored_proofs import StoredTreeProofs
 from handrail.clock import Clock, SystemClock
 from handrail.errors import StoreError
@@ -82,24 +82,7 @@ def insert_audit_records(conn: sqlite3.Connection, rows: Sequence[AuditRow]) -> 
 
 def insert_audit_drafts(conn: sqlite3.Connection, drafts: Sequence[AuditDraft]) -> None:
     """Insert ``drafts`` in the transaction ``conn`` holds (nothing is committed here)."""
-    conn.executemany(
-        _Q["insert_draft"],
-        [
-            (
-                d.call_id,
-                d.task_id,
-                d.kind,
-                d.created_at,
-                d.compliance_json,
-                d.key_id,
-                d.raw_input,
-                d.raw_output,
-                d.error,
-                d.facts,
-            )
-            for d in drafts
-        ],
-    )
+    conn.executemany(_Q["insert_draft"], [draft_values(d) for d in drafts])
 
 
 def _record(r: Sequence[Any]) -> StoredRecord:
