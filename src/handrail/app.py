@@ -113,7 +113,9 @@ class App:
         self.circuits = Circuits(self.store, self.clock)
         if max_pending_approvals is not None and max_pending_approvals < 1:
             raise ConfigurationError("max_pending_approvals must be at least 1 (or None)")
-        self.notifications = Notifications(notifiers)
+        self.notifications = Notifications(
+            notifiers, store=self.store, clock=self.clock, holder=lambda: self.worker_id
+        )
         self.tracing: Tracing | None = _tracing(tracing)
         self.auditor: Auditor | None = Auditor() if audit else None
         self.audit_key = None if audit_key is None else os.fspath(audit_key)

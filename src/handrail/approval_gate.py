@@ -322,6 +322,12 @@ def _queue_if_full(
     _notify(
         ctx,
         "approval_queue_full",
-        {"group": group, "cap": settings.max_pending, "queued": len(queued) + 1},
+        {
+            "group": group,
+            "cap": settings.max_pending,
+            "queued": len(queued) + 1,
+            "task_id": ctx.task_id,
+            "step_index": index,
+        },
     )
     raise Suspended(f"approval queue of group {group} is full ({settings.max_pending} pending)")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from handrail.audit.memory import MemoryAuditLog
     from handrail.audit.record import AuditDraft
+    from handrail.notify.memory_outbox import MemoryNoticeOutbox
 
 from handrail.errors import CancelRequested, Halted, LeaseLost, StaleWriteError, TaskExistsError
 from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
@@ -73,6 +74,7 @@ class MemoryStore:
         self._rates: dict[str, tuple[float, int]] = {}
         self._wakeups = LocalWakeups()
         self._audit_log: MemoryAuditLog | None = None
+        self._notice_outbox: MemoryNoticeOutbox | None = None
 
     def close(self) -> None:
         """Nothing to release."""
@@ -84,6 +86,14 @@ class MemoryStore:
 
                 self._audit_log = MemoryAuditLog()
             return self._audit_log
+
+    def notice_outbox(self) -> MemoryNoticeOutbox:
+        with self._lock:
+            if self._notice_outbox is None:
+                from handrail.notify.memory_outbox import MemoryNoticeOutbox
+
+                self._notice_outbox = MemoryNoticeOutbox()
+            return self._notice_outbox
 
     def _append_audit(self, drafts: Sequence[AuditDraft]) -> None:
         """Seal ``drafts`` and append them (under the store's lock: with the events)."""

@@ -88,6 +88,8 @@ class Worker:
         if self.app.alert_rules:  # the alert loop: one per app, shared by its workers
             self.app.alerting.start()
             self._alerting = True
+        # notifications kept in the outbox that no live process is sending (one loop per app)
+        self.app.notifications.start()
         self._thread = threading.Thread(target=self._dispatch, name="handrail-worker", daemon=True)
         self._thread.start()
         return self
@@ -120,6 +122,7 @@ class Worker:
         if self._alerting:
             self._alerting = False
             self.app.alerting.stop()
+        self.app.notifications.stop()
         self.app.remove_waker(self._wake)
 
     def run(self) -> None:

@@ -121,6 +121,19 @@ class Notification:
             "created_at": self.created_at,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Notification:
+        """The inverse of :meth:`to_dict`."""
+        from handrail.approvals import ApprovalRequest
+
+        return cls(
+            kind=data["kind"],
+            title=data["title"],
+            requests=tuple(ApprovalRequest.from_dict(r) for r in data.get("requests", ())),
+            details=dict(data.get("details") or {}),
+            created_at=float(data["created_at"]),
+        )
+
 
 class Notifier(Protocol):
     """Delivers a batch of notifications somewhere; ``send`` raises if it could not."""

@@ -5,6 +5,11 @@ nobody else. The thread waits up to ``batch_window`` seconds after the oldest qu
 notification (or until ``max_batch`` are queued) and sends them as one batch. A batch that
 fails is logged (logger ``handrail.notify``) and retried with exponential back-off and
 jitter, up to ``max_attempts``; then it is logged as an error, dropped and counted.
+
+A notification may carry a ``token`` (:meth:`NotificationDispatcher.submit`): the
+dispatcher then tells its ``on_settled`` callback how each token's notification ended
+(sent, given up, or abandoned at shutdown), which is how the durable outbox
+(:mod:`handrail.notify.outbox`) learns what to mark sent and what to hand back.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, Literal
 
 from handrail.errors import ConfigurationError
 from handrail.notify.base import Notification, Notifier
@@ -49,6 +55,14 @@ def backoff_delay(
     return ceiling / 2 + rand() * ceiling / 2
 
 
+Outcome = Literal["sent", "dropped", "abandoned"]
+"""How a notification ended: its notifier took it; it was given up after the last attempt
+(or the notifier was closed); or the dispatcher stopped before it was sent."""
+
+SettledCallback = Callable[[str, list[Any], Outcome, int, "str | None"], None]
+"""``on_settled(notifier name, tokens, outcome, failed attempts, last error)``."""
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc).partition("\n")[0]  # httpx adds a line of advice after the error
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -61,8 +75,9 @@ class _Lane:
         self.notifier = notifier
         self.owner = owner
         self.cond = threading.Condition()
-        self.pending: deque[tuple[float, Notification]] = deque()
+        self.pending: deque[tuple[float, Notification, Any]] = deque()
         self.in_flight = 0
+        self.in_flight_tokens: list[Any] = []
         self.sent = 0
         self.failed_attempts = 0
         self.dropped = 0
@@ -72,18 +87,23 @@ class _Lane:
             target=self._run, name=f"handrail-notify-{notifier.name}", daemon=True
         )
 
-    def put(self, notification: Notification) -> None:
+    def put(self, notification: Notification, token: Any = None) -> None:
         overflow: Notification | None = None
+        overflow_token: Any = None
         with self.cond:
             if self.closing:
                 self.dropped += 1
             else:
                 if len(self.pending) >= self.owner.max_backlog:
-                    _, overflow = self.pending.popleft()
+                    _, overflow, overflow_token = self.pending.popleft()
                     self.dropped += 1
-                self.pending.append((time.monotonic(), notification))
+                self.pending.append((time.monotonic(), notification, token))
                 self.cond.notify_all()
             closing = self.closing
+        if closing:
+            self.owner.settled(self.notifier.name, [token], "abandoned", 0, None)
+        elif overflow is not None:
+            self.owner.settled(self.notifier.name, [overflow_token], "abandoned", 0, None)
         # Logged outside the lock: a slow log handler must not hold up the sender thread.
         if closing:
             logger.warning(
@@ -106,12 +126,13 @@ class _Lane:
 
     def _run(self) -> None:
         while (batch := self._collect()) is not None:
-            self._deliver(batch)
+            self._deliver([n for n, _ in batch], [t for _, t in batch])
             with self.cond:
                 self.in_flight = 0
+                self.in_flight_tokens = []
                 self.cond.notify_all()
 
-    def _collect(self) -> list[Notification] | None:
+    def _collect(self) -> list[tuple[Notification, Any]] | None:
         """The next batch, once its window has passed; ``None`` when closed and drained."""
         owner = self.owner
         with self.cond:
@@ -129,8 +150,9 @@ class _Lane:
                     break
                 self.cond.wait(remaining)
             count = min(owner.max_batch, len(self.pending))
-            batch = [self.pending.popleft()[1] for _ in range(count)]
+            batch = [self.pending.popleft()[1:] for _ in range(count)]
             self.in_flight = count
+            self.in_flight_tokens = [token for _, token in batch]
             if not self.pending:
                 self.hurry = False
             return batch
@@ -143,16 +165,21 @@ class _Lane:
                 len(self.pending),
             )
             self.dropped += len(self.pending)
+            tokens = [token for _, _, token in self.pending]
             self.pending.clear()
+            self.owner.settled(self.notifier.name, tokens, "abandoned", 0, None)
         self.cond.notify_all()
 
-    def _deliver(self, batch: list[Notification]) -> None:
+    def _deliver(self, batch: list[Notification], tokens: list[Any]) -> None:
         """Send ``batch``, retrying with back-off; count it as sent or dropped."""
         owner, name, size = self.owner, self.notifier.name, len(batch)
+        outcome: Outcome = "dropped"
+        error: str | None = None
         for attempt in range(1, owner.max_attempts + 1):
             try:
                 self.notifier.send(batch)
             except Exception as exc:
+                error = _describe(exc)
                 with self.cond:
                     self.failed_attempts += 1
                 if attempt == owner.max_attempts:
@@ -185,6 +212,7 @@ class _Lane:
                         size,
                         attempt,
                     )
+                    outcome = "abandoned"
                     break
             else:
                 with self.cond:
@@ -193,9 +221,13 @@ class _Lane:
                     logger.info(
                         "notifier %r sent %d notification(s) at attempt %d", name, size, attempt
                     )
+                if not owner.abandoned.is_set():  # else close() handed them back already
+                    owner.settled(name, tokens, "sent", attempt - 1, None)
                 return
         with self.cond:
             self.dropped += size
+        if not owner.abandoned.is_set():
+            owner.settled(name, tokens, outcome, attempt, error)
 
 
 class NotificationDispatcher:
@@ -215,6 +247,7 @@ class NotificationDispatcher:
         max_backoff: float = 60.0,
         max_attempts: int = 8,
         max_backlog: int = 10_000,
+        on_settled: SettledCallback | None = None,
     ) -> None:
         notifiers = list(notifiers)
         names = [notifier.name for notifier in notifiers]
@@ -232,13 +265,17 @@ class NotificationDispatcher:
         self.max_backoff = max_backoff
         self.max_attempts = max_attempts
         self.max_backlog = max_backlog
+        self.on_settled = on_settled
         self.abandoned = threading.Event()
         self._lanes = {notifier.name: _Lane(notifier, self) for notifier in notifiers}
         for lane in self._lanes.values():
             lane.thread.start()
 
-    def submit(self, notification: Notification, *, to: Collection[str] | None = None) -> None:
-        """Queue ``notification`` for every notifier (or only those named in ``to``)."""
+    def submit(
+        self, notification: Notification, *, to: Collection[str] | None = None, token: Any = None
+    ) -> None:
+        """Queue ``notification`` for every notifier (or only those named in ``to``). A
+        ``token`` (not ``None``) is handed to ``on_settled`` when its delivery ends."""
         try:
             if to is not None and (unknown := set(to) - set(self._lanes)):
                 logger.warning(
@@ -246,9 +283,21 @@ class NotificationDispatcher:
                 )
             for name, lane in self._lanes.items():
                 if to is None or name in to:
-                    lane.put(notification)
+                    lane.put(notification, token)
         except Exception:
             logger.exception("could not queue notification %r", notification)
+
+    def settled(
+        self, name: str, tokens: list[Any], outcome: Outcome, attempts: int, error: str | None
+    ) -> None:
+        """Tell ``on_settled`` how the notifications of ``tokens`` ended; never raises."""
+        tokens = [token for token in tokens if token is not None]
+        if not tokens or self.on_settled is None:
+            return
+        try:
+            self.on_settled(name, tokens, outcome, attempts, error)
+        except Exception:
+            logger.exception("recording the %s of %d notification(s) failed", outcome, len(tokens))
 
     def stats(self) -> dict[str, NotifierStats]:
         """Counters per notifier name."""
@@ -289,6 +338,10 @@ class NotificationDispatcher:
             for lane in self._lanes.values():
                 with lane.cond:
                     lane._drop_pending()
+                    # a batch still being sent (or backing off) is handed back too: its
+                    # thread reports nothing more once ``abandoned`` is set
+                    tokens, lane.in_flight_tokens = lane.in_flight_tokens, []
+                self.settled(lane.notifier.name, tokens, "abandoned", 0, None)
             return False
         return True
 

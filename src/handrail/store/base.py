@@ -35,6 +35,7 @@ from handrail.journal import Event, TaskStatus
 if TYPE_CHECKING:
     from handrail.audit.log import AuditLog
     from handrail.audit.record import AuditDraft
+    from handrail.notify.outbox import NoticeOutbox
 
 
 class _Unset:
@@ -292,6 +293,10 @@ class Store(Protocol):
     def audit_log(self) -> AuditLog:
         """The audit log in this store's database (opened on first use, closed with the
         store): records, checkpoints, proofs, payload keys."""
+
+    def notice_outbox(self) -> NoticeOutbox:
+        """The notifications waiting for their notifiers in this store's database (see
+        :mod:`handrail.notify.outbox`)."""
 
     def request_cancel(self, task_id: str, actor: str, *, now: float) -> TaskRecord:
         """Flag the task for cancellation (the lease holder finalizes it at its next step

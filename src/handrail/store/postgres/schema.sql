@@ -196,3 +196,22 @@ CREATE TABLE handrail_audit_drafts (
     error text,
     facts text
 );
+
+CREATE TABLE handrail_notices (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    notifier text NOT NULL,
+    key text NOT NULL,
+    kind text NOT NULL,
+    body text NOT NULL,
+    created_at double precision NOT NULL,
+    held_by text,
+    held_until double precision,
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text,
+    sent_at double precision,
+    dropped_at double precision,
+    UNIQUE (notifier, key)
+);
+
+CREATE INDEX handrail_notices_queued ON handrail_notices (notifier, id)
+WHERE sent_at IS NULL AND dropped_at IS NULL;

@@ -66,6 +66,7 @@ from handrail.store.postgres._wake import ListenSubscription
 if TYPE_CHECKING:
     from handrail.audit.record import AuditDraft
     from handrail.store.postgres.audit import PostgresAuditLog
+    from handrail.store.postgres.notices import PostgresNoticeOutbox
 
 
 __all__ = ["PostgresStore"]
@@ -105,6 +106,7 @@ class PostgresStore:
     ):
         self.url = url
         self._audit_log: PostgresAuditLog | None = None
+        self._notice_outbox: PostgresNoticeOutbox | None = None
         self._where = _redact(url)
         self._connect_timeout = connect_timeout
         self._pool: ConnectionPool[_Conn] | None = None
@@ -181,7 +183,19 @@ class PostgresStore:
             self._audit_log = PostgresAuditLog(self.url)
         return self._audit_log
 
+    def notice_outbox(self) -> PostgresNoticeOutbox:
+        if self._pool is None:
+            raise StoreError("the store is closed")
+        if self._notice_outbox is None:
+            from handrail.store.postgres.notices import PostgresNoticeOutbox
+
+            self._notice_outbox = PostgresNoticeOutbox(self._write)
+        return self._notice_outbox
+
     def close(self) -> None:
+        if self._notice_outbox is not None:
+            self._notice_outbox.close()
+            self._notice_outbox = None
         if self._audit_log is not None:
             self._audit_log.close()
             self._audit_log = None

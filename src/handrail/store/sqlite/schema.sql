@@ -207,3 +207,22 @@ CREATE TABLE handrail_audit_drafts (
     error TEXT,
     facts TEXT
 );
+
+CREATE TABLE handrail_notices (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    notifier TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    held_by TEXT,
+    held_until REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    sent_at REAL,
+    dropped_at REAL,
+    UNIQUE (notifier, key)
+);
+
+CREATE INDEX handrail_notices_queued ON handrail_notices (notifier, id)
+WHERE sent_at IS NULL AND dropped_at IS NULL;

@@ -51,6 +51,7 @@ from handrail.store.sqlite._wake import SocketWakeups, wake_directory
 if TYPE_CHECKING:
     from handrail.audit.record import AuditDraft
     from handrail.store.sqlite.audit import SQLiteAuditLog
+    from handrail.store.sqlite.notices import SQLiteNoticeOutbox
 
 
 def insert_audit_drafts(conn: sqlite3.Connection, drafts: Sequence[AuditDraft]) -> None:
@@ -78,6 +79,7 @@ class SQLiteStore:
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = str(path)
         self._audit_log: SQLiteAuditLog | None = None
+        self._notice_outbox: SQLiteNoticeOutbox | None = None
         self._synchronous = synchronous
         self._timeout = timeout
         self._local = threading.local()
@@ -171,8 +173,21 @@ class SQLiteStore:
                 )
             return self._audit_log
 
+    def notice_outbox(self) -> SQLiteNoticeOutbox:
+        with self._readers_lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            if self._notice_outbox is None:
+                from handrail.store.sqlite.notices import SQLiteNoticeOutbox
+
+                self._notice_outbox = SQLiteNoticeOutbox(self._commit.run, self._read)
+            return self._notice_outbox
+
     def close(self) -> None:
         self._closed = True
+        if self._notice_outbox is not None:
+            self._notice_outbox.close()
+            self._notice_outbox = None
         if self._audit_log is not None:
             self._audit_log.close()
             self._audit_log = None

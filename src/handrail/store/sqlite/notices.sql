@@ -1,0 +1,48 @@
+-- The notice outbox's named queries (handrail.store.sqlite.notices). Parameters are
+-- :named; lists (notifiers, ids) are JSON arrays read with json_each().
+
+-- name: enqueue
+INSERT INTO handrail_notices (notifier, key, kind, body, created_at, held_by, held_until)
+VALUES (:notifier, :key, :kind, :body, :created_at, :holder, :hold_until)
+ON CONFLICT (notifier, key) DO NOTHING
+RETURNING id;
+
+-- name: claim
+-- The oldest queued notices nobody holds. The caller runs this in a write transaction
+-- (SQLite's one writer at a time), so no two claims take the same notice.
+UPDATE handrail_notices
+SET held_by = :holder, held_until = :hold_until
+WHERE id IN (
+    SELECT id FROM handrail_notices
+    WHERE notifier IN (SELECT value FROM json_each(:notifiers))
+      AND sent_at IS NULL AND dropped_at IS NULL
+      AND (held_until IS NULL OR held_until <= :now)
+    ORDER BY id
+    LIMIT :limit
+)
+RETURNING id, notifier, key, kind, body, created_at, attempts;
+
+-- name: settle
+-- Sent (:sent = 1) or dropped; either way out of the queue and no longer held.
+UPDATE handrail_notices
+SET sent_at = CASE WHEN :sent THEN :now END,
+    dropped_at = CASE WHEN :sent THEN NULL ELSE :now END,
+    attempts = :attempts, last_error = :error, held_by = NULL, held_until = NULL
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND sent_at IS NULL AND dropped_at IS NULL;
+
+-- name: release
+UPDATE handrail_notices
+SET held_by = NULL, held_until = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND sent_at IS NULL AND dropped_at IS NULL;
+
+-- name: counts
+SELECT notifier,
+       sum(sent_at IS NULL AND dropped_at IS NULL),
+       sum(sent_at IS NOT NULL),
+       sum(dropped_at IS NOT NULL),
+       min(CASE WHEN sent_at IS NULL AND dropped_at IS NULL THEN created_at END)
+FROM handrail_notices
+GROUP BY notifier
+ORDER BY notifier;

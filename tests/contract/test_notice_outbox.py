@@ -1,0 +1,318 @@
+"""The notice outbox contract: memory, SQLite and PostgreSQL outboxes pass the same tests.
+
+A notifier's key is enqueued once; a held notice is claimed by nobody else until its hold
+ends, then by the first claim; settled notices leave the queue (and show in the counts),
+released ones are claimable at once. Many threads on two store objects claim every notice
+of one queue exactly once, and a store opened after its enqueuer "crashed" claims what
+that one held, once the hold ended.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from contextlib import closing
+
+import pytest
+
+from handrail.errors import StoreError
+from handrail.notify.outbox import NewNotice, Notice, NoticeCounts, NoticeOutbox
+from handrail.store.base import Store
+from handrail.testing import MemoryStore
+
+NOW = 1_700_000_000.0
+
+
+def _new(notifier: str, key: str, *, at: float = NOW, body: str = "{}") -> NewNotice:
+    return NewNotice(notifier, key, "approval_requested", body, at)
+
+
+def _ids(notices: list[Notice]) -> list[int]:
+    return [n.notice_id for n in notices]
+
+
+def _last_error(store: Store, notice_id: int) -> str | None:
+    """A notice's ``last_error``, which the protocol keeps but does not read back."""
+    if isinstance(store, MemoryStore):
+        return store.notice_outbox().last_error(notice_id)
+    query = "SELECT last_error FROM handrail_notices WHERE id = "
+    if type(store).__name__ == "SQLiteStore":
+        with closing(sqlite3.connect(store.path)) as conn:  # type: ignore[attr-defined]
+            error: str | None = conn.execute(query + "?", (notice_id,)).fetchone()[0]
+            return error
+    import psycopg
+
+    with psycopg.connect(store.url) as pg:  # type: ignore[attr-defined]
+        row = pg.execute(query + "%s", (notice_id,)).fetchone()
+        assert row is not None
+        found: str | None = row[0]
+        return found
+
+
+@pytest.fixture
+def outbox(store: Store) -> NoticeOutbox:
+    return store.notice_outbox()
+
+
+def _claim(
+    outbox: NoticeOutbox,
+    notifiers: list[str],
+    *,
+    now: float,
+    hold: float = 60.0,
+    holder: str = "p2",
+    limit: int = 100,
+) -> list[Notice]:
+    return outbox.claim(notifiers, holder=holder, now=now, hold_until=now + hold, limit=limit)
+
+
+# -- enqueue -----------------------------------------------------------------------------
+
+
+def test_the_store_has_one_outbox(store: Store) -> None:
+    assert store.notice_outbox() is store.notice_outbox()
+
+
+def test_enqueue_returns_the_new_notices_in_the_order_given(outbox: NoticeOutbox) -> None:
+    given = [_new("slack", "k3", at=NOW + 3), _new("email", "k1", at=NOW + 1), _new("slack", "k2")]
+    added = outbox.enqueue(given, holder="p1", hold_until=NOW + 30)
+    assert [(n.notifier, n.key, n.kind, n.body, n.created_at) for n in added] == [
+        (g.notifier, g.key, g.kind, g.body, g.created_at) for g in given
+    ]
+    assert [n.attempts for n in added] == [0, 0, 0]
+    assert _ids(added) == sorted(_ids(added))
+    assert len(set(_ids(added))) == 3
+    assert outbox.counts() == {
+        "email": NoticeCounts(1, 0, 0, NOW + 1),
+        "slack": NoticeCounts(2, 0, 0, NOW),
+    }
+
+
+def test_a_notifier_s_key_is_enqueued_once(outbox: NoticeOutbox) -> None:
+    first = outbox.enqueue([_new("slack", "a", body="1")], holder="p1", hold_until=NOW)
+    again = outbox.enqueue(
+        [_new("slack", "a", body="2"), _new("slack", "b"), _new("slack", "b", body="3")],
+        holder="p1",
+        hold_until=NOW,
+    )
+    assert [(n.key, n.body) for n in again] == [("b", "{}")]  # a repeat, in a call or across
+    both = outbox.enqueue([_new("email", "a"), _new("webhook", "a")], holder="p1", hold_until=NOW)
+    assert [n.notifier for n in both] == ["email", "webhook"]  # one key, three notifiers
+    assert outbox.enqueue([_new("slack", "a")], holder="p9", hold_until=NOW) == []
+    claimed = _claim(outbox, ["slack", "email", "webhook"], now=NOW)
+    assert _ids(claimed) == _ids(first) + _ids(again) + _ids(both)
+    assert claimed[0].body == "1"
+    assert {n: c.queued for n, c in outbox.counts().items()} == {
+        "email": 1,
+        "slack": 2,
+        "webhook": 1,
+    }
+
+
+def test_empty_sequences_do_nothing(outbox: NoticeOutbox) -> None:
+    assert outbox.enqueue([], holder="p1", hold_until=NOW) == []
+    assert outbox.claim([], holder="p1", now=NOW, hold_until=NOW + 1) == []
+    outbox.enqueue([_new("slack", "a")], holder="p1", hold_until=NOW)
+    assert outbox.claim(["slack"], holder="p1", now=NOW, hold_until=NOW + 1, limit=0) == []
+    outbox.settle([], now=NOW, sent=True, attempts=0)
+    outbox.release([], now=NOW)
+    assert outbox.counts() == {"slack": NoticeCounts(1, 0, 0, NOW)}
+
+
+def test_bad_arguments_fail_clearly(outbox: NoticeOutbox) -> None:
+    with pytest.raises(TypeError, match="NewNotice"):
+        outbox.enqueue([("slack", "a")], holder="p1", hold_until=NOW)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="notifier must not be empty"):
+        outbox.enqueue([_new("", "a")], holder="p1", hold_until=NOW)
+    with pytest.raises(ValueError, match="hold_until must be finite"):
+        outbox.enqueue([_new("slack", "a")], holder="p1", hold_until=math.nan)
+    with pytest.raises(ValueError, match="holder must not be empty"):
+        outbox.enqueue([_new("slack", "a")], holder="", hold_until=NOW)
+    with pytest.raises(TypeError, match="notifiers must be a sequence"):
+        outbox.claim("slack", holder="p1", now=NOW, hold_until=NOW + 1)
+    with pytest.raises(ValueError, match="limit must be 0 or more"):
+        outbox.claim(["slack"], holder="p1", now=NOW, hold_until=NOW + 1, limit=-1)
+    with pytest.raises(TypeError, match="notice id must be an int"):
+        outbox.settle(["1"], now=NOW, sent=True, attempts=0)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="attempts must be 0 or more"):
+        outbox.settle([1], now=NOW, sent=False, attempts=-1)
+    with pytest.raises(TypeError, match="now must be a number"):
+        outbox.release([1], now="now")  # type: ignore[arg-type]
+    assert outbox.counts() == {}  # nothing was written
+
+
+# -- claim -------------------------------------------------------------------------------
+
+
+def test_a_held_notice_is_claimed_once_its_hold_ends(outbox: NoticeOutbox) -> None:
+    added = outbox.enqueue(
+        [_new("slack", "a"), _new("slack", "b")], holder="p1", hold_until=NOW + 30
+    )
+    assert _claim(outbox, ["slack"], now=NOW) == []
+    assert _claim(outbox, ["slack"], now=NOW + 29.999) == []
+    assert _claim(outbox, ["slack"], now=NOW + 30) == added  # a hold ending at now has ended
+
+
+def test_a_claimed_notice_is_not_claimed_again_while_held(outbox: NoticeOutbox) -> None:
+    added = outbox.enqueue([_new("slack", "a")], holder="p1", hold_until=NOW)
+    assert _claim(outbox, ["slack"], now=NOW, hold=60, holder="p2") == added
+    assert _claim(outbox, ["slack"], now=NOW, holder="p3") == []
+    assert _claim(outbox, ["slack"], now=NOW + 59, holder="p2") == []  # not even its holder
+    assert _claim(outbox, ["slack"], now=NOW + 60, holder="p3") == added
+
+
+def test_claim_takes_the_oldest_first_up_to_the_limit(outbox: NoticeOutbox) -> None:
+    added = outbox.enqueue(
+        [_new("slack" if i % 3 else "email", f"k{i}") for i in range(10)],
+        holder="p1",
+        hold_until=NOW,
+    )
+    slack = [n for n in added if n.notifier == "slack"]
+    assert _claim(outbox, ["slack"], now=NOW, limit=3) == slack[:3]
+    assert _claim(outbox, ["webhook"], now=NOW) == []
+    rest = [n for n in added if n not in slack[:3]]
+    assert _claim(outbox, ["email", "slack", "email"], now=NOW) == rest
+    assert _claim(outbox, ["email", "slack"], now=NOW) == []
+
+
+# -- settle and release ------------------------------------------------------------------
+
+
+def test_settled_notices_leave_the_queue(store: Store, outbox: NoticeOutbox) -> None:
+    sent, dropped, queued = outbox.enqueue(
+        [_new("slack", "a", at=NOW - 3), _new("slack", "b", at=NOW - 2), _new("slack", "c")],
+        holder="p1",
+        hold_until=NOW + 30,
+    )
+    outbox.settle([sent.notice_id], now=NOW + 1, sent=True, attempts=2)
+    outbox.settle([dropped.notice_id], now=NOW + 2, sent=False, attempts=5, error="HTTP 500")
+    assert outbox.counts() == {"slack": NoticeCounts(1, 1, 1, NOW)}
+    assert _last_error(store, dropped.notice_id) == "HTTP 500"
+    assert _last_error(store, sent.notice_id) is None
+    assert _claim(outbox, ["slack"], now=NOW + 30) == [queued]  # never the settled ones
+    # A settled notice stays settled: no second settle, no release brings it back.
+    outbox.settle([dropped.notice_id], now=NOW + 3, sent=True, attempts=6)
+    outbox.release([sent.notice_id, dropped.notice_id], now=NOW + 3)
+    assert outbox.counts() == {"slack": NoticeCounts(1, 1, 1, NOW)}
+    assert _last_error(store, dropped.notice_id) == "HTTP 500"
+    assert _claim(outbox, ["slack"], now=NOW + 1000, holder="p4") == [queued]
+    outbox.settle([queued.notice_id, 10_000], now=NOW + 4, sent=False, attempts=1, error="x")
+    assert outbox.counts() == {"slack": NoticeCounts(0, 1, 2, None)}
+    assert _claim(outbox, ["slack"], now=NOW + 10_000) == []
+
+
+def test_released_notices_are_claimable_at_once(outbox: NoticeOutbox) -> None:
+    a, b, c = outbox.enqueue(
+        [_new("slack", "a"), _new("slack", "b"), _new("slack", "c")], holder="p1", hold_until=NOW
+    )
+    assert _claim(outbox, ["slack"], now=NOW, hold=3600, holder="p1") == [a, b, c]
+    outbox.release([c.notice_id, a.notice_id], now=NOW + 5)
+    assert _claim(outbox, ["slack"], now=NOW + 5, holder="p2") == [a, c]
+    assert _claim(outbox, ["slack"], now=NOW + 5, holder="p3") == []
+    assert outbox.counts() == {"slack": NoticeCounts(3, 0, 0, NOW)}
+
+
+def test_counts_say_when_the_oldest_queued_notice_was_enqueued(outbox: NoticeOutbox) -> None:
+    assert outbox.counts() == {}
+    old, _, _ = outbox.enqueue(
+        [_new("slack", "a", at=NOW - 50), _new("slack", "b", at=NOW - 70), _new("email", "c")],
+        holder="p1",
+        hold_until=NOW,
+    )
+    assert outbox.counts() == {
+        "email": NoticeCounts(1, 0, 0, NOW),
+        "slack": NoticeCounts(2, 0, 0, NOW - 70),  # by created_at, not by id
+    }
+    claimed = _claim(outbox, ["slack"], now=NOW)
+    outbox.settle([n.notice_id for n in claimed if n.key == "b"], now=NOW, sent=True, attempts=0)
+    assert outbox.counts()["slack"] == NoticeCounts(1, 1, 0, NOW - 50)
+    outbox.settle([old.notice_id], now=NOW, sent=True, attempts=0)
+    assert outbox.counts()["slack"] == NoticeCounts(0, 2, 0, None)
+
+
+# -- many claimers, a crash ----------------------------------------------------------------
+
+
+def test_concurrent_claimers_take_every_notice_exactly_once(
+    store_factory: Callable[[], Store],
+) -> None:
+    stores = [store_factory(), store_factory()]  # two "processes" on one database
+    first, second = (s.notice_outbox() for s in stores)
+    added = first.enqueue(
+        [_new("slack" if i % 2 else "email", f"k{i}") for i in range(200)],
+        holder="p0",
+        hold_until=NOW,
+    )
+    assert len(added) == 200
+    threads_per_store = 4
+    start = threading.Barrier(len(stores) * threads_per_store)
+    taken: list[list[Notice]] = []
+    errors: list[BaseException] = []
+
+    def claimer(outbox: NoticeOutbox, name: str) -> None:
+        mine: list[Notice] = []
+        try:
+            start.wait()
+            while batch := outbox.claim(
+                ["email", "slack"], holder=name, now=NOW, hold_until=NOW + 3600, limit=7
+            ):
+                mine.extend(batch)
+                time.sleep(0.001)  # let the others in (memory: the GIL would not)
+        except BaseException as exc:
+            errors.append(exc)
+        taken.append(mine)
+
+    threads = [
+        threading.Thread(target=claimer, args=(outbox, f"s{i}-t{j}"))
+        for i, outbox in enumerate([first, second])
+        for j in range(threads_per_store)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    claimed = [n.notice_id for mine in taken for n in mine]
+    assert sorted(claimed) == sorted(_ids(added))  # each once: no duplicates, none missed
+    assert sum(1 for mine in taken if mine) > 1  # the claimers did run side by side
+    assert _claim(second, ["email", "slack"], now=NOW + 3599, holder="late") == []
+
+
+def test_a_new_store_claims_what_a_crashed_one_held(
+    store_factory: Callable[[], Store],
+) -> None:
+    crashed = store_factory()  # enqueues, then dies without sending or releasing
+    added = crashed.notice_outbox().enqueue(
+        [_new("slack", f"k{i}", body=f'{{"i": {i}}}') for i in range(5)],
+        holder="crashed",
+        hold_until=NOW + 30,
+    )
+    restarted = store_factory()  # a fresh store object on the same file / database
+    outbox = restarted.notice_outbox()
+    assert outbox.counts() == {"slack": NoticeCounts(5, 0, 0, NOW)}
+    assert _claim(outbox, ["slack"], now=NOW + 10, holder="restarted") == []
+    claimed = _claim(outbox, ["slack"], now=NOW + 30, holder="restarted")
+    assert claimed == added
+    assert [n.body for n in claimed] == [f'{{"i": {i}}}' for i in range(5)]
+    outbox.settle(_ids(claimed), now=NOW + 31, sent=True, attempts=0)
+    assert crashed.notice_outbox().counts() == {"slack": NoticeCounts(0, 5, 0, None)}
+
+
+# -- backend-specific --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "store_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_closed_store_s_outbox_refuses_calls(store: Store) -> None:
+    outbox = store.notice_outbox()
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        outbox.enqueue([_new("slack", "a")], holder="p1", hold_until=NOW)
+    with pytest.raises(StoreError, match="closed"):
+        outbox.counts()
+    with pytest.raises(StoreError, match="closed"):
+        store.notice_outbox()
