@@ -452,6 +452,57 @@ def test_prometheus_exposition_parses_with_the_expected_names_and_labels(
     assert inf == counts
 
 
+def test_the_notification_outbox_in_the_snapshot_the_status_line_and_the_exposition(
+    make_app: MakeApp, clock: ManualClock
+) -> None:
+    from handrail.cli.status_render import notifications_line
+    from handrail.notify.outbox import NewNotice
+
+    app = make_app()
+    outbox = app.store.notice_outbox()
+    t0 = clock.now()
+    notices = outbox.enqueue(
+        [NewNotice("webhook", f"k{n}", "approval_requested", "{}", t0 + n) for n in range(4)]
+        + [NewNotice("email", "k0", "approval_requested", "{}", t0)],
+        holder="w",
+        hold_until=t0 + 300,
+    )
+    ids = [n.notice_id for n in notices]
+    outbox.settle(ids[:2], now=t0 + 5, sent=True, attempts=0)
+    outbox.settle(ids[2:3], now=t0 + 5, sent=False, attempts=8, error="503")
+    outbox.settle(ids[4:], now=t0 + 5, sent=True, attempts=1)
+    clock.advance(400)
+
+    snap = Monitor(app.store, clock=clock).snapshot()
+    webhook, email = snap.notices["webhook"], snap.notices["email"]
+    assert (webhook.queued, webhook.sent, webhook.dropped) == (1, 2, 1)
+    assert webhook.oldest_queued_at == t0 + 3
+    assert (email.queued, email.sent, email.dropped) == (0, 1, 0)
+    assert snap.to_dict()["notifications"]["webhook"]["dropped"] == 1
+    line = notifications_line(snap)
+    assert line.plain == (
+        "Notifications: email 0 queued, 1 sent, 0 given up; "
+        "webhook 1 queued (oldest 7 min), 2 sent, 1 given up"
+    )
+    assert line.style == "red"
+
+    families = samples(render_metrics(Monitor(app.store, clock=clock)).decode())
+    assert families["handrail_notifications_queued"].type == "gauge"
+    assert families["handrail_notifications_sent"].type == "counter"
+
+    def value(name: str, notifier: str) -> float:
+        return next(
+            s.value for s in families[name].samples
+            if s.labels == {"notifier": notifier} and not s.name.endswith("_created")
+        )  # fmt: skip
+
+    assert value("handrail_notifications_queued", "webhook") == 1
+    assert value("handrail_notifications_oldest_queued_age_seconds", "webhook") == 397.0
+    assert value("handrail_notifications_oldest_queued_age_seconds", "email") == 0.0
+    assert value("handrail_notifications_sent", "webhook") == 2
+    assert value("handrail_notifications_dropped", "webhook") == 1
+
+
 # -- alerts ----------------------------------------------------------------------------------
 
 

@@ -91,9 +91,12 @@ def approvals_part(s: Snapshot) -> RenderableType:
         f"({a.approved} approved, {a.denied} denied, {a.by_timer} by timer), time to decision "
         f"p50 {duration(a.decision_p50)}, p95 {duration(a.decision_p95)}"
     )
+    parts: list[RenderableType] = [line]
+    if s.notices:
+        parts.append(notifications_line(s))
     missed = s.missed_approvals
     if not missed:
-        return Group(line, _note("Missed approvals: none"))
+        return Group(*parts, _note("Missed approvals: none"))
     table = Table(title=f"Missed approvals ({len(missed)})", title_justify="left", style="red")
     table.add_column("request")
     table.add_column("tool")
@@ -110,7 +113,23 @@ def approvals_part(s: Snapshot) -> RenderableType:
             when(item.expires_at),
             Text(item.missed or "", style="red"),
         )
-    return Group(line, table)
+    return Group(*parts, table)
+
+
+NOTICE_LATE = 300.0
+"""Seconds after which an unsent notification is shown in red (a dead holder's wait)."""
+
+
+def notifications_line(s: Snapshot) -> Text:
+    """The outbox per notifier: red when one was given up or waits too long."""
+    late = False
+    parts = []
+    for name, c in sorted(s.notices.items()):
+        waited = None if c.oldest_queued_at is None else s.taken_at - c.oldest_queued_at
+        late = late or c.dropped > 0 or (waited is not None and waited > NOTICE_LATE)
+        oldest = "" if waited is None else f" (oldest {duration(waited)})"
+        parts.append(f"{name} {c.queued} queued{oldest}, {c.sent} sent, {c.dropped} given up")
+    return Text("Notifications: " + "; ".join(parts), style="red" if late else "")
 
 
 def tools_table(s: Snapshot) -> RenderableType:

@@ -71,6 +71,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from _tasks(snapshot)
     yield from _approvals(snapshot)
     yield from _interventions(snapshot)
+    yield from _notices(snapshot)
     if snapshot.totals is not None:
         yield from _totals(snapshot.totals)
     yield from _self(snapshot)
@@ -154,6 +155,34 @@ def _interventions(s: Snapshot) -> Iterator[Metric]:
         "Tasks finished in the window that needed a human intervention.",
         value=stats.intervened,
     )
+
+
+def _notices(s: Snapshot) -> Iterator[Metric]:
+    queued = GaugeMetricFamily(
+        "handrail_notifications_queued",
+        "Notifications kept in the outbox and not sent yet, by notifier.",
+        labels=["notifier"],
+    )
+    oldest = GaugeMetricFamily(
+        "handrail_notifications_oldest_queued_age_seconds",
+        "How long the oldest unsent notification has waited, by notifier (0 if none).",
+        labels=["notifier"],
+    )
+    sent = CounterMetricFamily(
+        "handrail_notifications_sent", "Notifications sent, by notifier.", labels=["notifier"]
+    )
+    dropped = CounterMetricFamily(
+        "handrail_notifications_dropped",
+        "Notifications given up after the dispatcher's last attempt, by notifier.",
+        labels=["notifier"],
+    )
+    for name, counts in sorted(s.notices.items()):
+        queued.add_metric([name], counts.queued)
+        first = counts.oldest_queued_at
+        oldest.add_metric([name], 0.0 if first is None else max(0.0, s.taken_at - first))
+        sent.add_metric([name], counts.sent)
+        dropped.add_metric([name], counts.dropped)
+    yield from (queued, oldest, sent, dropped)
 
 
 def _totals(t: Cumulative) -> Iterator[Metric]:

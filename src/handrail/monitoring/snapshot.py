@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from handrail.audit.log import AuditLog
     from handrail.audit.record import StoredRecord
     from handrail.monitoring.totals import Cumulative
+    from handrail.notify.outbox import NoticeCounts
     from handrail.store.base import Store, TaskRecord
 
 __all__ = [
@@ -220,6 +221,8 @@ class Snapshot:
     truncated: bool = False
     elapsed_seconds: float = 0.0
     totals: Cumulative | None = field(default=None, compare=False)
+    notices: Mapping[str, NoticeCounts] = field(default_factory=dict)
+    """The notification outbox per notifier: queued, sent, given up."""
 
     @property
     def since(self) -> float:
@@ -282,6 +285,7 @@ class Snapshot:
                 "ratio": self.interventions.ratio,
                 "approval_ratio": self.interventions.approval_ratio,
             },
+            "notifications": {name: _plain(c) for name, c in sorted(self.notices.items())},
         }
 
 
@@ -355,6 +359,7 @@ def take_snapshot(
         truncated=truncated,
         elapsed_seconds=time.perf_counter() - started,
         totals=totals,
+        notices=store.notice_outbox().counts(),
     )
 
 
