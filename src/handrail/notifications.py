@@ -6,7 +6,8 @@ threads, with retries and batching; it never blocks or fails a task.
 
 Nothing is lost on a crash. ``notify`` first puts one notice per notifier in the store's
 outbox (:mod:`handrail.notify.outbox`), held by this process while its dispatcher sends
-it; the dispatcher's outcome marks it sent, given up, or handed back. A worker runs
+it (the hold is short, and renewed every few seconds while the dispatcher has it); the
+dispatcher's outcome marks it sent, given up, or handed back. A worker runs
 :meth:`Notifications.recover` when it starts and then every few seconds: it takes over
 notices whose holder died (their hold ran out) or handed them back, and it *sweeps* the
 journal for open approval requests (and sent reminders) that have no notice yet, which is
@@ -36,14 +37,14 @@ else:
 
 log = logging.getLogger("handrail.notify")
 
-HOLD_SECONDS = 300.0
-"""How long the process that enqueued (or claimed) a notice has to send it before another
-may take it over: longer than the dispatcher's retries take (about four minutes with its
-defaults), so a live holder is not doubled; it is also how long a dead holder's notices
-wait."""
+HOLD_SECONDS = 30.0
+"""How long a hold on a notice lasts from its last renewal: a live holder renews its
+notices every ``RECOVER_EVERY`` seconds until its dispatcher settles them, so this is
+about how long a dead holder's notices wait before another process sends them."""
 
 RECOVER_EVERY = 5.0
-"""Seconds between two claims of orphaned notices by a worker."""
+"""Seconds between two renewals of this process's holds, and between two claims of
+orphaned notices by a worker."""
 
 SWEEP_EVERY = 60.0
 """Seconds between two sweeps of the journal for open requests without a notice."""
@@ -77,8 +78,10 @@ class Notifications:
         (batch window, back-off, attempts), read when it starts on first use."""
         self._dispatcher: NotificationDispatcher | None = None
         self._lock = threading.Lock()
-        self._users = 0
+        self._held: set[int] = set()  # kept notices handed to the dispatcher, not settled
+        self._users = 0  # workers that asked for recovery (start/stop)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # ends the notices thread's wait early
         self._thread: threading.Thread | None = None
 
     @property
@@ -143,6 +146,7 @@ class Notifications:
                 log.exception("could not keep %d notification(s) in the store; sending "
                               "them unkept", len(notes))  # fmt: skip
             else:
+                self._hold([n.notice_id for n in added])
                 for notice in added:
                     dispatcher.submit(
                         by_key[notice.key], to=[notice.notifier], token=notice.notice_id
@@ -172,6 +176,8 @@ class Notifications:
         self, name: str, tokens: list[Any], outcome: Outcome, attempts: int, error: str | None
     ) -> None:
         """The dispatcher's report on kept notices: mark them, or hand them back."""
+        with self._lock:
+            self._held.difference_update(tokens)
         outbox = self._outbox()
         if outbox is None:
             return
@@ -198,6 +204,7 @@ class Notifications:
             notices = outbox.claim(
                 names, holder=self._holder(), now=now, hold_until=now + self.hold_seconds
             )
+            self._hold([n.notice_id for n in notices])
             for notice in notices:
                 self._resubmit(dispatcher, notice)
             handed += len(notices)
@@ -241,43 +248,66 @@ class Notifications:
                               f"approval_reminder:{rid}"))  # fmt: skip
         return self._announce(dispatcher, notes) if notes else 0
 
+    def _hold(self, notice_ids: list[int]) -> None:
+        """Remember notices this process holds, and keep renewing their holds."""
+        if not notice_ids:
+            return
+        with self._lock:
+            self._held.update(notice_ids)
+            self._ensure_loop()
+
+    def renew(self) -> int:
+        """Extend the holds on the notices the dispatcher has not settled yet (by
+        ``hold_seconds`` from now); returns how many were renewed."""
+        outbox = self._outbox()
+        with self._lock:
+            held = sorted(self._held)
+        if outbox is None or not held:
+            return 0
+        until = self._now() + self.hold_seconds
+        return outbox.renew(held, holder=self._holder(), hold_until=until)
+
     def start(self) -> None:
         """Run :meth:`recover` now and every ``recover_every`` seconds (sweeping every
-        ``sweep_every``) on a daemon thread, once for every :meth:`start` not stopped."""
+        ``sweep_every``) on the notices thread, once for every :meth:`start` not
+        stopped (workers call it)."""
         if self.dispatcher is None or self.store is None:
             return
         with self._lock:
             self._users += 1
-            if self._thread is not None:
-                return
+            self._ensure_loop()
+        self._wake.set()  # recover now, not at the next tick
+
+    def stop(self) -> None:
+        """Stop recovering once every :meth:`start` has its ``stop`` (holds this process
+        has are still renewed until :meth:`close`)."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+
+    def _ensure_loop(self) -> None:
+        """Start the notices thread if it is not running (call with the lock held)."""
+        if self._thread is None:
             self._stop = threading.Event()
             self._thread = threading.Thread(
                 target=self._run, args=(self._stop,), name="handrail-notices", daemon=True
             )
             self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the recovery loop once every :meth:`start` has its ``stop``."""
-        with self._lock:
-            self._users = max(0, self._users - 1)
-            if self._users > 0 or self._thread is None:
-                return
-            thread, self._thread = self._thread, None
-            self._stop.set()
-        thread.join(timeout)
-
     def _run(self, stop: threading.Event) -> None:
         next_sweep = 0.0
         while not stop.is_set():
-            sweep = time.monotonic() >= next_sweep
             try:
-                self.recover(sweep=sweep)
+                self.renew()
+                if self._users > 0:
+                    sweep = time.monotonic() >= next_sweep
+                    self.recover(sweep=sweep)
+                    if sweep:
+                        next_sweep = time.monotonic() + self.sweep_every
             except Exception:
-                log.exception("recovering kept notifications failed; next try in %s s",
+                log.exception("keeping notifications failed; next try in %s s",
                               self.recover_every)  # fmt: skip
-            if sweep:
-                next_sweep = time.monotonic() + self.sweep_every
-            stop.wait(self.recover_every)
+            self._wake.wait(self.recover_every)
+            self._wake.clear()
 
     # -- shutdown ------------------------------------------------------------------------
 
@@ -286,11 +316,16 @@ class Notifications:
         return True if self._dispatcher is None else self._dispatcher.flush(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop recovery and the dispatcher; what it could not send in ``timeout`` seconds
-        is handed back to the outbox for another process (or the next start)."""
+        """Stop the notices thread and the dispatcher; what it could not send in
+        ``timeout`` seconds is handed back to the outbox for another process (or the next
+        start)."""
         with self._lock:
-            self._users = 1
-        self.stop(timeout)
+            self._users = 0
+            thread, self._thread = self._thread, None
+            self._stop.set()
+            self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
         if self._dispatcher is not None:
             self._dispatcher.close(timeout)
             self._dispatcher = None

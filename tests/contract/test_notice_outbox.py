@@ -1,10 +1,10 @@
 """The notice outbox contract: memory, SQLite and PostgreSQL outboxes pass the same tests.
 
 A notifier's key is enqueued once; a held notice is claimed by nobody else until its hold
-ends, then by the first claim; settled notices leave the queue (and show in the counts),
-released ones are claimable at once. Many threads on two store objects claim every notice
-of one queue exactly once, and a store opened after its enqueuer "crashed" claims what
-that one held, once the hold ended.
+ends, then by the first claim; its holder (and nobody else) can extend the hold; settled
+notices leave the queue (and show in the counts), released ones are claimable at once.
+Many threads on two store objects claim every notice of one queue exactly once, and a
+store opened after its enqueuer "crashed" claims what that one held, once the hold ended.
 """
 
 from __future__ import annotations
@@ -119,6 +119,8 @@ def test_empty_sequences_do_nothing(outbox: NoticeOutbox) -> None:
     assert outbox.claim(["slack"], holder="p1", now=NOW, hold_until=NOW + 1, limit=0) == []
     outbox.settle([], now=NOW, sent=True, attempts=0)
     outbox.release([], now=NOW)
+    assert outbox.renew([], holder="p1", hold_until=NOW + 60) == 0
+    assert outbox.renew((), holder="p1", hold_until=NOW + 60) == 0
     assert outbox.counts() == {"slack": NoticeCounts(1, 0, 0, NOW)}
 
 
@@ -141,6 +143,18 @@ def test_bad_arguments_fail_clearly(outbox: NoticeOutbox) -> None:
         outbox.settle([1], now=NOW, sent=False, attempts=-1)
     with pytest.raises(TypeError, match="now must be a number"):
         outbox.release([1], now="now")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="notice_ids must be a sequence"):
+        outbox.renew(1, holder="p1", hold_until=NOW)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="notice id must be an int"):
+        outbox.renew([True], holder="p1", hold_until=NOW)
+    with pytest.raises(TypeError, match="holder must be a str"):
+        outbox.renew([1], holder=None, hold_until=NOW)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="holder must not be empty"):
+        outbox.renew([], holder="", hold_until=NOW)  # checked even with no ids
+    with pytest.raises(TypeError, match="hold_until must be a number"):
+        outbox.renew([1], holder="p1", hold_until="later")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hold_until must be finite"):
+        outbox.renew([1], holder="p1", hold_until=math.inf)
     assert outbox.counts() == {}  # nothing was written
 
 
@@ -176,6 +190,55 @@ def test_claim_takes_the_oldest_first_up_to_the_limit(outbox: NoticeOutbox) -> N
     rest = [n for n in added if n not in slack[:3]]
     assert _claim(outbox, ["email", "slack", "email"], now=NOW) == rest
     assert _claim(outbox, ["email", "slack"], now=NOW) == []
+
+
+# -- renew -------------------------------------------------------------------------------
+
+
+def test_renew_extends_the_holder_s_hold(outbox: NoticeOutbox) -> None:
+    a, b = outbox.enqueue(
+        [_new("slack", "a"), _new("slack", "b")], holder="p1", hold_until=NOW + 30
+    )
+    ids = [b.notice_id, a.notice_id, b.notice_id, 10_000]  # a repeat, an unknown id
+    assert outbox.renew(ids, holder="p1", hold_until=NOW + 90) == 2
+    assert _claim(outbox, ["slack"], now=NOW + 30) == []  # the old end has passed
+    assert _claim(outbox, ["slack"], now=NOW + 89.999) == []
+    assert _claim(outbox, ["slack"], now=NOW + 90, hold=60, holder="p2") == [a, b]
+    # The new holder renews its own claim, as often as it likes.
+    assert outbox.renew([a.notice_id], holder="p2", hold_until=NOW + 200) == 1
+    assert outbox.renew([a.notice_id], holder="p2", hold_until=NOW + 300) == 1
+    assert _claim(outbox, ["slack"], now=NOW + 150, hold=3600, holder="p3") == [b]
+    assert _claim(outbox, ["slack"], now=NOW + 299, holder="p4") == []
+    assert _claim(outbox, ["slack"], now=NOW + 300, holder="p4") == [a]
+    assert outbox.counts() == {"slack": NoticeCounts(2, 0, 0, NOW)}
+
+
+def test_renew_leaves_another_holder_s_notices_alone(outbox: NoticeOutbox) -> None:
+    (a,) = outbox.enqueue([_new("slack", "a")], holder="p1", hold_until=NOW + 30)
+    assert outbox.renew([a.notice_id], holder="p2", hold_until=NOW + 3600) == 0
+    assert _claim(outbox, ["slack"], now=NOW + 30, hold=60, holder="p2") == [a]
+    # p1's hold ended and p2 claimed the notice: a late renewal by p1 does not take it back.
+    assert outbox.renew([a.notice_id], holder="p1", hold_until=NOW + 3600) == 0
+    assert _claim(outbox, ["slack"], now=NOW + 89, holder="p3") == []
+    assert _claim(outbox, ["slack"], now=NOW + 90, holder="p3") == [a]  # p2's end, unchanged
+
+
+def test_released_and_settled_notices_are_not_renewed(outbox: NoticeOutbox) -> None:
+    released, sent, dropped, held = outbox.enqueue(
+        [_new("slack", "a"), _new("slack", "b"), _new("slack", "c"), _new("slack", "d")],
+        holder="p1",
+        hold_until=NOW + 30,
+    )
+    outbox.release([released.notice_id], now=NOW + 1)
+    outbox.settle([sent.notice_id], now=NOW + 2, sent=True, attempts=0)
+    outbox.settle([dropped.notice_id], now=NOW + 3, sent=False, attempts=3, error="HTTP 500")
+    every = [released.notice_id, sent.notice_id, dropped.notice_id, held.notice_id]
+    assert outbox.renew(every, holder="p1", hold_until=NOW + 3600) == 1  # only the held one
+    assert outbox.counts() == {"slack": NoticeCounts(2, 1, 1, NOW)}
+    assert _claim(outbox, ["slack"], now=NOW + 5, hold=3600, holder="p2") == [released]
+    assert _claim(outbox, ["slack"], now=NOW + 3599, holder="p3") == []
+    assert _claim(outbox, ["slack"], now=NOW + 3600, holder="p3") == [held]
+    assert outbox.counts() == {"slack": NoticeCounts(2, 1, 1, NOW)}  # settled stay settled
 
 
 # -- settle and release ------------------------------------------------------------------
@@ -313,6 +376,9 @@ def test_a_closed_store_s_outbox_refuses_calls(store: Store) -> None:
     with pytest.raises(StoreError, match="closed"):
         outbox.enqueue([_new("slack", "a")], holder="p1", hold_until=NOW)
     with pytest.raises(StoreError, match="closed"):
+        outbox.renew([1], holder="p1", hold_until=NOW)
+    with pytest.raises(StoreError, match="closed"):
         outbox.counts()
+    assert outbox.renew([], holder="p1", hold_until=NOW) == 0  # no ids: no database call
     with pytest.raises(StoreError, match="closed"):
         store.notice_outbox()

@@ -19,6 +19,7 @@ from handrail.notify.outbox import (
     check_claim,
     check_enqueue,
     check_release,
+    check_renew,
     check_settle,
 )
 
@@ -111,6 +112,17 @@ class MemoryNoticeOutbox:
                     row.sent_at = at
                 else:
                     row.dropped_at = at
+
+    def renew(self, notice_ids: Sequence[int], *, holder: str, hold_until: float) -> int:
+        ids, until = check_renew(notice_ids, holder, hold_until)
+        renewed = 0
+        with self._lock:
+            for notice_id in ids:
+                row = self._queued.get(notice_id)
+                if row is not None and row.held_by == holder:
+                    row.held_until = until
+                    renewed += 1
+        return renewed
 
     def release(self, notice_ids: Sequence[int], *, now: float) -> None:
         ids, at = check_release(notice_ids, now)

@@ -102,6 +102,12 @@ class NoticeOutbox(Protocol):
         """Mark notices sent (``sent=True``) or given up (``sent=False``, with the last
         ``error``), after ``attempts`` failed attempts; either way they leave the queue."""
 
+    def renew(self, notice_ids: Sequence[int], *, holder: str, hold_until: float) -> int:
+        """Extend to ``hold_until`` the hold of those queued notices that ``holder`` still
+        holds (a notice another process claimed meanwhile stays theirs); returns how many
+        were extended. The holder renews what its dispatcher has not settled yet, so a
+        short hold suffices while it lives, and its notices are free soon after it dies."""
+
     def release(self, notice_ids: Sequence[int], *, now: float) -> None:
         """End the hold on queued notices (their holder stops without sending them), so
         the next claim takes them."""
@@ -195,3 +201,12 @@ def check_settle(
 def check_release(notice_ids: Sequence[int], now: float) -> tuple[list[int], float]:
     """The distinct ``notice_ids`` and ``now`` as a float; raises on bad arguments."""
     return _ids(notice_ids), _time("now", now)
+
+
+def check_renew(
+    notice_ids: Sequence[int], holder: str, hold_until: float
+) -> tuple[list[int], float]:
+    """The distinct ``notice_ids`` and ``hold_until`` as a float; raises on bad
+    arguments."""
+    _text("holder", holder, empty=False)
+    return _ids(notice_ids), _time("hold_until", hold_until)

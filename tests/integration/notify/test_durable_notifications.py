@@ -177,3 +177,33 @@ def test_a_notice_given_up_is_kept_with_its_error_and_one_abandoned_is_handed_ba
         assert "globex" in notice.body
     finally:
         store.close()
+
+
+def test_a_live_holder_keeps_renewing_its_hold_until_its_notifier_answers(
+    tmp_path: Path, http: HttpReceiver
+) -> None:
+    db = str(tmp_path / "h.db")
+    http.stall()  # the notifier hangs: the dispatcher keeps the notice in flight
+    app = renewal_app(db, WebhookNotifier(http.url, SECRET))
+    app.notifications.hold_seconds = 1.0
+    app.notifications.recover_every = 0.05
+    app.notifications.dispatcher_options = {"batch_window": 0.0}
+    other = open_store(db)
+    try:
+        app.run("renew", "acme")
+        http.wait_for(1)
+        outbox = other.notice_outbox()
+        deadline = time.monotonic() + 2.5  # longer than two holds
+        while time.monotonic() < deadline:
+            now = time.time()
+            assert outbox.claim(["webhook"], holder="other", now=now, hold_until=now + 60) == []
+            time.sleep(0.05)
+        http.release()
+        assert app.notifications.flush(WAIT)
+        (counts,) = outbox.counts().values()
+        assert (counts.queued, counts.sent) == (0, 1)
+    finally:
+        http.release()
+        app.close()
+        other.close()
+    assert len(http.deliveries) == 1

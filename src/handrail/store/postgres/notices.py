@@ -20,6 +20,7 @@ from handrail.notify.outbox import (
     check_claim,
     check_enqueue,
     check_release,
+    check_renew,
     check_settle,
 )
 from handrail.store._sql import load_queries
@@ -118,6 +119,13 @@ class PostgresNoticeOutbox:
             return
         params = {"ids": ids, "now": at, "sent": sent, "attempts": attempts, "error": error}
         self._run(lambda conn: conn.execute(_Q["settle"], params))
+
+    def renew(self, notice_ids: Sequence[int], *, holder: str, hold_until: float) -> int:
+        ids, until = check_renew(notice_ids, holder, hold_until)
+        if not ids:
+            return 0
+        params = {"ids": ids, "holder": holder, "hold_until": until}
+        return self._run(lambda conn: conn.execute(_Q["renew"], params).rowcount)
 
     def release(self, notice_ids: Sequence[int], *, now: float) -> None:
         ids, at = check_release(notice_ids, now)

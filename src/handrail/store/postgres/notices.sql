@@ -42,6 +42,15 @@ SET sent_at = CASE WHEN %(sent)s THEN %(now)s::double precision END,
 WHERE id = ANY(%(ids)s::bigint[])
   AND sent_at IS NULL AND dropped_at IS NULL;
 
+-- name: renew
+-- Only the notices the holder still holds: one another process claimed stays theirs, a
+-- released or settled one (held_by NULL) stays free.
+UPDATE handrail_notices
+SET held_until = %(hold_until)s
+WHERE id = ANY(%(ids)s::bigint[])
+  AND sent_at IS NULL AND dropped_at IS NULL
+  AND held_by = %(holder)s;
+
 -- name: release
 UPDATE handrail_notices
 SET held_by = NULL, held_until = %(now)s

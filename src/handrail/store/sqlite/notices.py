@@ -25,6 +25,7 @@ from handrail.notify.outbox import (
     check_claim,
     check_enqueue,
     check_release,
+    check_renew,
     check_settle,
 )
 from handrail.store._sql import load_queries
@@ -144,6 +145,13 @@ class SQLiteNoticeOutbox:
             "error": error,
         }
         self._write(lambda conn: conn.execute(_Q["settle"], params))
+
+    def renew(self, notice_ids: Sequence[int], *, holder: str, hold_until: float) -> int:
+        ids, until = check_renew(notice_ids, holder, hold_until)
+        if not ids:
+            return 0
+        params = {"ids": json.dumps(ids), "holder": holder, "hold_until": until}
+        return self._write(lambda conn: conn.execute(_Q["renew"], params).rowcount)
 
     def release(self, notice_ids: Sequence[int], *, now: float) -> None:
         ids, at = check_release(notice_ids, now)

@@ -31,6 +31,15 @@ SET sent_at = CASE WHEN :sent THEN :now END,
 WHERE id IN (SELECT value FROM json_each(:ids))
   AND sent_at IS NULL AND dropped_at IS NULL;
 
+-- name: renew
+-- Only the notices the holder still holds: one another process claimed stays theirs, a
+-- released or settled one (held_by NULL) stays free.
+UPDATE handrail_notices
+SET held_until = :hold_until
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND sent_at IS NULL AND dropped_at IS NULL
+  AND held_by = :holder;
+
 -- name: release
 UPDATE handrail_notices
 SET held_by = NULL, held_until = :now
