@@ -5,10 +5,13 @@ ends, then by the first claim; its holder (and nobody else) can extend the hold;
 notices leave the queue (and show in the counts), released ones are claimable at once.
 Many threads on two store objects claim every notice of one queue exactly once, and a
 store opened after its enqueuer "crashed" claims what that one held, once the hold ended.
+The operator lists notices newest first with their state, and requeues dropped ones, which
+the next claim takes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sqlite3
 import threading
@@ -19,7 +22,7 @@ from contextlib import closing
 import pytest
 
 from handrail.errors import StoreError
-from handrail.notify.outbox import NewNotice, Notice, NoticeCounts, NoticeOutbox
+from handrail.notify.outbox import NewNotice, Notice, NoticeCounts, NoticeOutbox, NoticeState
 from handrail.store.base import Store
 from handrail.testing import MemoryStore
 
@@ -296,6 +299,254 @@ def test_counts_say_when_the_oldest_queued_notice_was_enqueued(outbox: NoticeOut
     assert outbox.counts()["slack"] == NoticeCounts(0, 2, 0, None)
 
 
+# -- list and requeue --------------------------------------------------------------------
+
+
+def _state(
+    notice: Notice,
+    state: str,
+    *,
+    attempts: int = 0,
+    last_error: str | None = None,
+    held_by: str | None = None,
+    held_until: float | None = None,
+    sent_at: float | None = None,
+    dropped_at: float | None = None,
+) -> NoticeState:
+    return NoticeState(
+        notice.notice_id,
+        notice.notifier,
+        notice.key,
+        notice.kind,
+        notice.created_at,
+        state,
+        attempts,
+        last_error,
+        held_by,
+        held_until,
+        sent_at,
+        dropped_at,
+    )
+
+
+def test_list_shows_every_notice_newest_first_with_its_state(outbox: NoticeOutbox) -> None:
+    assert outbox.list() == []
+    sent, dropped, held, released = outbox.enqueue(
+        [
+            _new("slack", "a", at=NOW - 3),
+            _new("slack", "b", at=NOW - 2),
+            _new("email", "c", at=NOW - 1),
+            _new("slack", "d"),
+        ],
+        holder="p1",
+        hold_until=NOW + 30,
+    )
+    outbox.settle([sent.notice_id], now=NOW + 1, sent=True, attempts=2)
+    outbox.settle([dropped.notice_id], now=NOW + 2, sent=False, attempts=5, error="HTTP 500")
+    outbox.release([released.notice_id], now=NOW + 3)
+    listed = outbox.list()
+    assert listed == [
+        _state(released, "queued", held_until=NOW + 3),
+        _state(held, "queued", held_by="p1", held_until=NOW + 30),
+        _state(dropped, "dropped", attempts=5, last_error="HTTP 500", dropped_at=NOW + 2),
+        _state(sent, "sent", attempts=2, sent_at=NOW + 1),
+    ]
+    assert [type(s.created_at) for s in listed] == [float] * 4
+    assert outbox.list(limit=2) == listed[:2]  # the newest
+    assert outbox.list(limit=0) == []
+    assert outbox.list(limit=100) == listed
+
+
+def test_list_filters_by_notifier_and_state(outbox: NoticeOutbox) -> None:
+    added = outbox.enqueue(
+        [_new("slack" if i % 3 else "email", f"k{i}", at=NOW + i) for i in range(9)],
+        holder="p1",
+        hold_until=NOW,
+    )
+    by_id = {n.notice_id: n for n in added}
+    outbox.settle([added[1].notice_id, added[3].notice_id], now=NOW, sent=True, attempts=0)
+    outbox.settle([added[2].notice_id, added[6].notice_id], now=NOW, sent=False, attempts=1)
+
+    def listed(**filters: object) -> list[str]:
+        found = outbox.list(**filters)  # type: ignore[arg-type]
+        assert [s.notice_id for s in found] == sorted((s.notice_id for s in found), reverse=True)
+        for s in found:
+            assert (s.notifier, s.key) == (by_id[s.notice_id].notifier, by_id[s.notice_id].key)
+        return [s.key for s in found]
+
+    assert listed() == [f"k{i}" for i in reversed(range(9))]
+    assert listed(notifier="email") == ["k6", "k3", "k0"]
+    assert listed(notifier="slack") == ["k8", "k7", "k5", "k4", "k2", "k1"]
+    assert listed(notifier="webhook") == []
+    assert listed(state="sent") == ["k3", "k1"]
+    assert listed(state="dropped") == ["k6", "k2"]
+    assert listed(state="queued") == ["k8", "k7", "k5", "k4", "k0"]
+    assert listed(notifier="slack", state="queued") == ["k8", "k7", "k5", "k4"]
+    assert listed(notifier="email", state="sent") == ["k3"]
+    assert listed(notifier="email", state="queued", limit=1) == ["k0"]
+    assert listed(state="queued", limit=3) == ["k8", "k7", "k5"]
+    assert listed(notifier="slack", state="dropped", limit=0) == []
+    assert {s.state for s in outbox.list(state="dropped")} == {"dropped"}
+
+
+def test_requeue_puts_every_dropped_notice_back(outbox: NoticeOutbox) -> None:
+    assert outbox.requeue() == 0
+    a, b, c, d = outbox.enqueue(
+        [_new("slack", "a"), _new("email", "b"), _new("slack", "c"), _new("slack", "d")],
+        holder="p1",
+        hold_until=NOW + 30,
+    )
+    outbox.settle([a.notice_id, b.notice_id], now=NOW + 1, sent=False, attempts=3, error="x")
+    outbox.settle([c.notice_id], now=NOW + 2, sent=False, attempts=4, error="HTTP 500")
+    assert outbox.counts() == {
+        "email": NoticeCounts(0, 0, 1, None),
+        "slack": NoticeCounts(1, 0, 2, NOW),
+    }
+    assert outbox.requeue() == 3
+    assert outbox.requeue() == 0  # none dropped any more
+    assert outbox.counts() == {
+        "email": NoticeCounts(1, 0, 0, NOW),
+        "slack": NoticeCounts(3, 0, 0, NOW),
+    }
+    # Unheld, the attempts and the last error kept; d is still held by p1.
+    assert outbox.list() == [
+        _state(d, "queued", held_by="p1", held_until=NOW + 30),
+        _state(c, "queued", attempts=4, last_error="HTTP 500"),
+        _state(b, "queued", attempts=3, last_error="x"),
+        _state(a, "queued", attempts=3, last_error="x"),
+    ]
+
+
+def test_requeue_takes_the_ids_given_of_the_notifier_given(outbox: NoticeOutbox) -> None:
+    added = outbox.enqueue(
+        [_new("slack" if i % 2 else "email", f"k{i}") for i in range(6)],
+        holder="p1",
+        hold_until=NOW,
+    )
+    ids = _ids(added)
+    outbox.settle(ids, now=NOW + 1, sent=False, attempts=1, error="down")
+    k0, k1, k2, k3, k4, k5 = ids  # email: k0 k2 k4, slack: k1 k3 k5
+
+    def dropped() -> list[str]:
+        return sorted(s.key for s in outbox.list(state="dropped"))
+
+    assert outbox.requeue([k1, k0, k1, 10_000]) == 2  # a repeat, an unknown id
+    assert dropped() == ["k2", "k3", "k4", "k5"]
+    assert outbox.requeue((k2, k3, k4), notifier="slack") == 1  # k3 only
+    assert dropped() == ["k2", "k4", "k5"]
+    assert outbox.requeue([k2], notifier="webhook") == 0
+    assert outbox.requeue(notifier="email") == 2  # k2 and k4
+    assert dropped() == ["k5"]
+    assert outbox.requeue([]) == 0
+    assert outbox.requeue([], notifier="slack") == 0
+    assert dropped() == ["k5"]
+    assert outbox.counts() == {
+        "email": NoticeCounts(3, 0, 0, NOW),
+        "slack": NoticeCounts(2, 0, 1, NOW),
+    }
+    assert outbox.requeue([k5], notifier="slack") == 1
+    assert dropped() == []
+
+
+def test_requeue_leaves_sent_and_queued_notices_alone(outbox: NoticeOutbox) -> None:
+    sent, queued, dropped = outbox.enqueue(
+        [_new("slack", "a"), _new("slack", "b"), _new("slack", "c")],
+        holder="p1",
+        hold_until=NOW + 30,
+    )
+    outbox.settle([sent.notice_id], now=NOW + 1, sent=True, attempts=2, error="slow")
+    outbox.settle([dropped.notice_id], now=NOW + 2, sent=False, attempts=5, error="HTTP 500")
+    before = outbox.list(state="sent") + outbox.list(state="queued")
+    assert outbox.requeue([sent.notice_id, queued.notice_id]) == 0
+    assert outbox.requeue([sent.notice_id, queued.notice_id], notifier="slack") == 0
+    assert outbox.list(state="sent") + outbox.list(state="queued") == before
+    assert outbox.requeue() == 1  # the dropped one only
+    requeued, *rest = outbox.list(state="queued")  # the newest
+    assert requeued == _state(dropped, "queued", attempts=5, last_error="HTTP 500")
+    assert outbox.list(state="sent") + rest == before
+    assert outbox.counts() == {"slack": NoticeCounts(2, 1, 0, NOW)}
+
+
+def test_a_requeued_notice_is_claimed_at_once_and_can_be_sent(
+    store: Store, outbox: NoticeOutbox
+) -> None:
+    a, b, c = outbox.enqueue(
+        [_new("slack", "a"), _new("slack", "b"), _new("slack", "c")],
+        holder="p1",
+        hold_until=NOW,
+    )
+    outbox.settle([a.notice_id], now=NOW + 1, sent=False, attempts=3, error="HTTP 500")
+    assert _claim(outbox, ["slack"], now=NOW + 2, holder="p2") == [b, c]
+    assert outbox.requeue([a.notice_id]) == 1
+    # Claimable at once, even by a claim whose clock is behind the drop, its attempts kept.
+    (again,) = _claim(outbox, ["slack"], now=NOW, hold=60, holder="p3")
+    assert again == Notice(a.notice_id, "slack", "a", a.kind, a.body, a.created_at, 3)
+    assert _claim(outbox, ["slack"], now=NOW + 3, holder="p4") == []  # p3 holds it now
+    (listed,) = [s for s in outbox.list() if s.notice_id == a.notice_id]
+    assert listed == _state(
+        a, "queued", attempts=3, last_error="HTTP 500", held_by="p3", held_until=NOW + 60
+    )
+    assert outbox.renew([a.notice_id], holder="p3", hold_until=NOW + 90) == 1
+    outbox.settle([a.notice_id], now=NOW + 5, sent=True, attempts=3)
+    assert outbox.counts() == {"slack": NoticeCounts(2, 1, 0, NOW)}
+    assert outbox.list(state="sent") == [_state(a, "sent", attempts=3, sent_at=NOW + 5)]
+    assert outbox.list(state="dropped") == []
+    assert _last_error(store, a.notice_id) is None
+    assert outbox.requeue() == 0
+
+
+def test_a_requeued_notice_is_claimed_in_id_order(outbox: NoticeOutbox) -> None:
+    a, b, c = outbox.enqueue(
+        [_new("slack", "a"), _new("slack", "b"), _new("slack", "c")],
+        holder="p1",
+        hold_until=NOW,
+    )
+    outbox.settle([a.notice_id], now=NOW, sent=False, attempts=1)
+    assert outbox.requeue(notifier="slack") == 1
+    assert _claim(outbox, ["slack"], now=NOW, limit=2) == [
+        dataclasses.replace(a, attempts=1),
+        b,
+    ]
+    assert _claim(outbox, ["slack"], now=NOW) == [c]
+
+
+def test_list_and_requeue_refuse_bad_arguments(outbox: NoticeOutbox) -> None:
+    (a,) = outbox.enqueue([_new("slack", "a")], holder="p1", hold_until=NOW)
+    outbox.settle([a.notice_id], now=NOW, sent=False, attempts=1)
+    allowed = "'queued', 'sent', 'dropped'"
+    with pytest.raises(ValueError, match=f"state must be one of {allowed}.* not 'lost'"):
+        outbox.list(state="lost")
+    with pytest.raises(ValueError, match="state must be one of"):
+        outbox.list(state="Sent")
+    with pytest.raises(ValueError, match="state must be one of"):
+        outbox.list(state=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="limit must be 0 or more"):
+        outbox.list(limit=-1)
+    with pytest.raises(TypeError, match="limit must be an int"):
+        outbox.list(limit="10")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="limit must be an int"):
+        outbox.list(limit=True)
+    with pytest.raises(ValueError, match="notifier must not be empty"):
+        outbox.list(notifier="")
+    with pytest.raises(TypeError, match="notifier must be a str"):
+        outbox.list(notifier=["slack"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="notice_ids must be a sequence"):
+        outbox.requeue(a.notice_id)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="notice_ids must be a sequence"):
+        outbox.requeue("1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="notice id must be an int"):
+        outbox.requeue([str(a.notice_id)])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="notice id must be an int"):
+        outbox.requeue([True])
+    with pytest.raises(ValueError, match="notifier must not be empty"):
+        outbox.requeue(notifier="")
+    with pytest.raises(ValueError, match="notifier must not be empty"):
+        outbox.requeue([], notifier="")  # checked even with no ids
+    with pytest.raises(TypeError, match="notifier must be a str"):
+        outbox.requeue([a.notice_id], notifier=1)  # type: ignore[arg-type]
+    assert outbox.counts() == {"slack": NoticeCounts(0, 0, 1, None)}  # nothing was requeued
+
+
 # -- many claimers, a crash ----------------------------------------------------------------
 
 
@@ -379,6 +630,12 @@ def test_a_closed_store_s_outbox_refuses_calls(store: Store) -> None:
         outbox.renew([1], holder="p1", hold_until=NOW)
     with pytest.raises(StoreError, match="closed"):
         outbox.counts()
+    with pytest.raises(StoreError, match="closed"):
+        outbox.list()
+    with pytest.raises(StoreError, match="closed"):
+        outbox.requeue()
     assert outbox.renew([], holder="p1", hold_until=NOW) == 0  # no ids: no database call
+    assert outbox.requeue([]) == 0
+    assert outbox.list(limit=0) == []
     with pytest.raises(StoreError, match="closed"):
         store.notice_outbox()

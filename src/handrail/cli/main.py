@@ -8,7 +8,16 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from handrail.cli import approvals, demo, halts, interventions, principals, tasks, worker
+from handrail.cli import (
+    approvals,
+    demo,
+    halts,
+    interventions,
+    notifications,
+    principals,
+    tasks,
+    worker,
+)
 from handrail.cli.audit import audit
 from handrail.cli.monitoring import metrics, status
 from handrail.cli.runtime import Runtime
@@ -94,6 +103,7 @@ def cli(
 cli.add_command(tasks.tasks)
 cli.add_command(interventions.interventions)
 cli.add_command(approvals.approvals)
+cli.add_command(notifications.notifications)
 cli.add_command(worker.worker)
 cli.add_command(demo.demo)
 cli.add_command(halts.halt)

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from handrail.notify.outbox import (
     NewNotice,
     Notice,
     NoticeCounts,
+    NoticeState,
     check_claim,
     check_enqueue,
+    check_list,
     check_release,
     check_renew,
+    check_requeue,
     check_settle,
 )
 
@@ -152,11 +155,81 @@ class MemoryNoticeOutbox:
             for name, (q, s, d) in sorted(tally.items())
         }
 
+    def list(
+        self,
+        *,
+        notifier: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[NoticeState]:
+        check_list(notifier, state, limit)
+        found: list[NoticeState] = []
+        if limit == 0:
+            return found
+        with self._lock:
+            for row in reversed(self._rows.values()):  # newest first
+                if notifier is not None and row.notice.notifier != notifier:
+                    continue
+                row_state = _state(row)
+                if state is not None and row_state != state:
+                    continue
+                n = row.notice
+                found.append(
+                    NoticeState(
+                        n.notice_id,
+                        n.notifier,
+                        n.key,
+                        n.kind,
+                        n.created_at,
+                        row_state,
+                        n.attempts,
+                        row.last_error,
+                        row.held_by,
+                        row.held_until,
+                        row.sent_at,
+                        row.dropped_at,
+                    )
+                )
+                if len(found) >= limit:
+                    break
+        return found
+
+    def requeue(
+        self, notice_ids: Sequence[int] | None = None, *, notifier: str | None = None
+    ) -> int:
+        ids = check_requeue(notice_ids, notifier)
+        if ids is not None and not ids:
+            return 0
+        requeued = 0
+        with self._lock:
+            rows: Iterable[_Row | None] = (
+                self._rows.values() if ids is None else map(self._rows.get, ids)
+            )
+            for row in rows:
+                if row is None or _state(row) != "dropped":
+                    continue
+                if notifier is not None and row.notice.notifier != notifier:
+                    continue
+                row.dropped_at = row.held_by = row.held_until = None
+                self._queued[row.notice.notice_id] = row
+                requeued += 1
+            if requeued:  # back in id order, which claims take
+                self._queued = dict(sorted(self._queued.items()))
+        return requeued
+
     def last_error(self, notice_id: int) -> str | None:
         """The error a notice was settled with (for tests; the tables keep it too)."""
         with self._lock:
             row = self._rows.get(notice_id)
             return None if row is None else row.last_error
+
+
+def _state(row: _Row) -> str:
+    if row.sent_at is not None:
+        return "sent"
+    if row.dropped_at is not None:
+        return "dropped"
+    return "queued"
 
 
 if TYPE_CHECKING:  # the outbox implements the protocol (checked by mypy, never run)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["NewNotice", "Notice", "NoticeCounts", "NoticeOutbox"]
+__all__ = ["NewNotice", "Notice", "NoticeCounts", "NoticeOutbox", "NoticeState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,26 @@ class Notice:
     created_at: float
     attempts: int
     """Failed send attempts so far (across holders)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeState:
+    """A notice as the operator sees it (``handrail notifications list``): where it is
+    (``queued``, ``sent`` or ``dropped``), who holds it, how many attempts failed and the
+    last error."""
+
+    notice_id: int
+    notifier: str
+    key: str
+    kind: str
+    created_at: float
+    state: str
+    attempts: int
+    last_error: str | None
+    held_by: str | None
+    held_until: float | None
+    sent_at: float | None
+    dropped_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +134,23 @@ class NoticeOutbox(Protocol):
 
     def counts(self) -> dict[str, NoticeCounts]:
         """Per notifier name, every notifier with notices in the outbox."""
+
+    def list(
+        self,
+        *,
+        notifier: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[NoticeState]:
+        """Notices newest first (of one notifier; in one ``state``: ``queued``, ``sent``
+        or ``dropped``), at most ``limit``."""
+
+    def requeue(
+        self, notice_ids: Sequence[int] | None = None, *, notifier: str | None = None
+    ) -> int:
+        """Put given-up notices back in the queue (the ``dropped`` ones among
+        ``notice_ids``, or all of them, of ``notifier`` if given), unheld, their attempt
+        count and last error kept, for the next claim; returns how many."""
 
 
 # -- argument checks ---------------------------------------------------------------------
@@ -210,3 +247,28 @@ def check_renew(
     arguments."""
     _text("holder", holder, empty=False)
     return _ids(notice_ids), _time("hold_until", hold_until)
+
+
+_STATES = ("queued", "sent", "dropped")
+
+
+def check_list(notifier: str | None, state: str | None, limit: int) -> None:
+    """Raises on bad arguments: ``notifier`` a name or ``None``, ``state`` one of
+    ``queued``, ``sent``, ``dropped`` or ``None``, ``limit`` an int, 0 or more."""
+    if notifier is not None:
+        _text("notifier", notifier, empty=False)
+    if state is not None and (not isinstance(state, str) or state not in _STATES):
+        allowed = ", ".join(repr(s) for s in _STATES)
+        raise ValueError(f"state must be one of {allowed} (or None), not {state!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit must be an int, not {limit!r}")
+    if limit < 0:
+        raise ValueError(f"limit must be 0 or more, not {limit}")
+
+
+def check_requeue(notice_ids: Sequence[int] | None, notifier: str | None) -> list[int] | None:
+    """The distinct ``notice_ids`` (``None``: every dropped notice); raises on bad
+    arguments."""
+    if notifier is not None:
+        _text("notifier", notifier, empty=False)
+    return None if notice_ids is None else _ids(notice_ids)

@@ -207,3 +207,30 @@ def test_a_live_holder_keeps_renewing_its_hold_until_its_notifier_answers(
         app.close()
         other.close()
     assert len(http.deliveries) == 1
+
+
+def test_a_given_up_notice_retried_by_an_operator_is_sent_by_a_worker(
+    tmp_path: Path, http: HttpReceiver
+) -> None:
+    db = str(tmp_path / "h.db")
+    http.fail_always(503)
+    app = renewal_app(db, WebhookNotifier(http.url, SECRET))
+    app.notifications.recover_every = 0.05
+    app.notifications.dispatcher_options = {"batch_window": 0.0, "max_attempts": 1}
+    try:
+        app.run("renew", "acme")
+        http.wait_for(1)
+        assert app.notifications.flush(WAIT)
+        outbox = app.store.notice_outbox()
+        (counts,) = outbox.counts().values()
+        assert (counts.queued, counts.dropped) == (0, 1)
+        http.fail_always(0)  # the endpoint is fixed: it answers 200
+        assert outbox.requeue(None) == 1
+        with app.worker():
+            http.wait_for(2)
+            assert app.notifications.flush(WAIT)
+        (counts,) = outbox.counts().values()
+        assert (counts.queued, counts.sent, counts.dropped) == (0, 1, 0)
+    finally:
+        app.close()
+    assert [d.status for d in http.deliveries] == [503, 200]

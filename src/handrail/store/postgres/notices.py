@@ -17,10 +17,13 @@ from handrail.notify.outbox import (
     NewNotice,
     Notice,
     NoticeCounts,
+    NoticeState,
     check_claim,
     check_enqueue,
+    check_list,
     check_release,
     check_renew,
+    check_requeue,
     check_settle,
 )
 from handrail.store._sql import load_queries
@@ -137,6 +140,29 @@ class PostgresNoticeOutbox:
     def counts(self) -> dict[str, NoticeCounts]:
         rows = self._run(lambda conn: conn.execute(_Q["counts"]).fetchall())
         return {r[0]: NoticeCounts(r[1], r[2], r[3], r[4]) for r in rows}
+
+    def list(
+        self,
+        *,
+        notifier: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[NoticeState]:
+        check_list(notifier, state, limit)
+        if limit == 0:
+            return []
+        params = {"notifier": notifier, "state": state, "limit": limit}
+        rows = self._run(lambda conn: conn.execute(_Q["list"], params).fetchall())
+        return [NoticeState(*r) for r in rows]
+
+    def requeue(
+        self, notice_ids: Sequence[int] | None = None, *, notifier: str | None = None
+    ) -> int:
+        ids = check_requeue(notice_ids, notifier)
+        if ids is not None and not ids:
+            return 0
+        params = {"ids": ids, "notifier": notifier}
+        return self._run(lambda conn: conn.execute(_Q["requeue"], params).rowcount)
 
 
 if TYPE_CHECKING:  # the backend implements the protocol (checked by mypy, never run)

@@ -66,3 +66,28 @@ SELECT notifier,
 FROM handrail_notices
 GROUP BY notifier
 ORDER BY notifier;
+
+-- name: list
+-- Newest first; %(notifier)s and %(state)s (queued, sent or dropped) NULL for any.
+SELECT id, notifier, key, kind, created_at,
+       CASE WHEN sent_at IS NOT NULL THEN 'sent'
+            WHEN dropped_at IS NOT NULL THEN 'dropped'
+            ELSE 'queued' END,
+       attempts, last_error, held_by, held_until, sent_at, dropped_at
+FROM handrail_notices
+WHERE (%(notifier)s::text IS NULL OR notifier = %(notifier)s::text)
+  AND (%(state)s::text IS NULL
+       OR (%(state)s::text = 'sent' AND sent_at IS NOT NULL)
+       OR (%(state)s::text = 'dropped' AND sent_at IS NULL AND dropped_at IS NOT NULL)
+       OR (%(state)s::text = 'queued' AND sent_at IS NULL AND dropped_at IS NULL))
+ORDER BY id DESC
+LIMIT %(limit)s;
+
+-- name: requeue
+-- Dropped notices (those among %(ids)s, or all when it is NULL; of %(notifier)s unless
+-- NULL) back in the queue, unheld: the next claim takes them. Attempts and last error stay.
+UPDATE handrail_notices
+SET dropped_at = NULL, held_by = NULL, held_until = NULL
+WHERE sent_at IS NULL AND dropped_at IS NOT NULL
+  AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s::bigint[]))
+  AND (%(notifier)s::text IS NULL OR notifier = %(notifier)s::text);

@@ -3,10 +3,10 @@
 
 Every write runs in the store's group commit (``BEGIN IMMEDIATE``: one writer at a time
 across every process on the file), so two claims never take the same notice; ``counts``
-reads on the store's reader connection of the calling thread. The store closes the outbox
-before its connections, and closing waits for the calls under way: a connection closed
-under a running statement (a dispatcher thread settling while the store closes) may crash
-the process, not just fail.
+and ``list`` read on the store's reader connection of the calling thread. The store closes
+the outbox before its connections, and closing waits for the calls under way: a connection
+closed under a running statement (a dispatcher thread settling while the store closes) may
+crash the process, not just fail.
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ from handrail.notify.outbox import (
     NewNotice,
     Notice,
     NoticeCounts,
+    NoticeState,
     check_claim,
     check_enqueue,
+    check_list,
     check_release,
     check_renew,
+    check_requeue,
     check_settle,
 )
 from handrail.store._sql import load_queries
@@ -163,6 +166,29 @@ class SQLiteNoticeOutbox:
     def counts(self) -> dict[str, NoticeCounts]:
         rows = self._call(self._read, lambda conn: conn.execute(_Q["counts"]).fetchall())
         return {r[0]: NoticeCounts(r[1], r[2], r[3], r[4]) for r in rows}
+
+    def list(
+        self,
+        *,
+        notifier: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[NoticeState]:
+        check_list(notifier, state, limit)
+        if limit == 0:
+            return []
+        params = {"notifier": notifier, "state": state, "limit": limit}
+        rows = self._call(self._read, lambda conn: conn.execute(_Q["list"], params).fetchall())
+        return [NoticeState(*r) for r in rows]
+
+    def requeue(
+        self, notice_ids: Sequence[int] | None = None, *, notifier: str | None = None
+    ) -> int:
+        ids = check_requeue(notice_ids, notifier)
+        if ids is not None and not ids:
+            return 0
+        params = {"ids": None if ids is None else json.dumps(ids), "notifier": notifier}
+        return self._write(lambda conn: conn.execute(_Q["requeue"], params).rowcount)
 
 
 if TYPE_CHECKING:  # the backend implements the protocol (checked by mypy, never run)

@@ -55,3 +55,28 @@ SELECT notifier,
 FROM handrail_notices
 GROUP BY notifier
 ORDER BY notifier;
+
+-- name: list
+-- Newest first; :notifier and :state (queued, sent or dropped) NULL for any.
+SELECT id, notifier, key, kind, created_at,
+       CASE WHEN sent_at IS NOT NULL THEN 'sent'
+            WHEN dropped_at IS NOT NULL THEN 'dropped'
+            ELSE 'queued' END,
+       attempts, last_error, held_by, held_until, sent_at, dropped_at
+FROM handrail_notices
+WHERE (:notifier IS NULL OR notifier = :notifier)
+  AND (:state IS NULL
+       OR (:state = 'sent' AND sent_at IS NOT NULL)
+       OR (:state = 'dropped' AND sent_at IS NULL AND dropped_at IS NOT NULL)
+       OR (:state = 'queued' AND sent_at IS NULL AND dropped_at IS NULL))
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: requeue
+-- Dropped notices (those among :ids, or all when :ids is NULL; of :notifier unless NULL)
+-- back in the queue, unheld: the next claim takes them. Attempts and last error stay.
+UPDATE handrail_notices
+SET dropped_at = NULL, held_by = NULL, held_until = NULL
+WHERE sent_at IS NULL AND dropped_at IS NOT NULL
+  AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+  AND (:notifier IS NULL OR notifier = :notifier);
