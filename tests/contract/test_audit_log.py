@@ -321,6 +321,7 @@ def test_the_outbox_delivers_every_record_once_in_order_across_an_outage(
     log.append([call(log, n) for n in range(5)])
     sequencer.flush()
 
+    assert log.sinks() == ["archive", "siem"]
     flaky.down = True
     report = delivery.run_once()
     assert report.delivered == {"siem": 0, "archive": 5}

@@ -503,6 +503,51 @@ def test_the_notification_outbox_in_the_snapshot_the_status_line_and_the_exposit
     assert value("handrail_notifications_dropped", "webhook") == 1
 
 
+def test_the_audit_sinks_backlog_in_the_snapshot_the_status_line_and_the_exposition(
+    make_app: MakeApp, clock: ManualClock
+) -> None:
+    from handrail.audit.checkpoint import generate_signing_key
+    from handrail.cli.status_render import sinks_line
+
+    app = make_app()
+    log = app.store.audit_log()
+    t0 = clock.now()
+    for n in range(3):
+        append_call(app, n, seconds=0.01, at=t0 + n)
+    log.sequence(generate_signing_key("test/audit"), "test/audit", sinks=["archive", "siem"])
+    ids = [r.record_id for r in log.records()]
+    log.delivered("archive", ids, now=t0 + 5)
+    log.failed("siem", ids[0], next_at=t0 + 60, error="ConnectError: refused")
+    clock.advance(600)
+
+    snap = Monitor(app.store, clock=clock).snapshot()
+    assert snap.sinks["archive"].pending == 0
+    assert snap.sinks["archive"].delivered == 3
+    assert (snap.sinks["siem"].pending, snap.sinks["siem"].attempts) == (3, 1)
+    assert snap.to_dict()["audit_sinks"]["siem"]["last_error"] == "ConnectError: refused"
+    line = sinks_line(snap)
+    assert line.plain == (
+        "Audit sinks: archive 0 pending, 3 delivered; "
+        "siem 3 pending, 0 delivered (oldest 10 min, 1 attempts: ConnectError: refused)"
+    )
+    assert line.style == "red"
+
+    families = samples(render_metrics(Monitor(app.store, clock=clock)).decode())
+    assert families["handrail_audit_sink_pending"].type == "gauge"
+    assert families["handrail_audit_sink_delivered"].type == "counter"
+
+    def value(name: str, sink: str) -> float:
+        return next(
+            s.value for s in families[name].samples
+            if s.labels == {"sink": sink} and not s.name.endswith("_created")
+        )  # fmt: skip
+
+    assert value("handrail_audit_sink_pending", "siem") == 3
+    assert value("handrail_audit_sink_oldest_pending_age_seconds", "siem") == 600.0
+    assert value("handrail_audit_sink_oldest_pending_age_seconds", "archive") == 0.0
+    assert value("handrail_audit_sink_delivered", "archive") == 3
+
+
 # -- alerts ----------------------------------------------------------------------------------
 
 

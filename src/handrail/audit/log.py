@@ -222,6 +222,9 @@ class AuditLog(Protocol):
     def backlog(self, sink: str) -> Backlog:
         """What ``sink`` still has to receive."""
 
+    def sinks(self) -> list[str]:
+        """Every sink the sequencer has queued records for, by name."""
+
     def close(self) -> None:
         """Release connections."""
 

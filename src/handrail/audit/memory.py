@@ -262,6 +262,10 @@ class MemoryAuditLog:
                 entry.next_attempt_at = next_at
                 entry.last_error = error
 
+    def sinks(self) -> list[str]:
+        with self._lock:
+            return sorted(self._outbox)
+
     def backlog(self, sink: str) -> Backlog:
         with self._lock:
             entries = list(self._outbox.get(sink, {}).items())

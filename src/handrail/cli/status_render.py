@@ -161,6 +161,25 @@ def tools_table(s: Snapshot) -> RenderableType:
     return table
 
 
+SINK_LATE = 300.0
+"""Seconds after which an undelivered audit record is shown in red."""
+
+
+def sinks_line(s: Snapshot) -> Text:
+    """The audit log's outbox per sink: red when a record waits too long."""
+    late = False
+    parts = []
+    for name, b in sorted(s.sinks.items()):
+        waited = None if b.oldest_logged_at is None else s.taken_at - b.oldest_logged_at
+        late = late or (waited is not None and waited > SINK_LATE)
+        text = f"{name} {b.pending} pending, {b.delivered} delivered"
+        if waited is not None:
+            text += f" (oldest {duration(waited)}"
+            text += f", {b.attempts} attempts: {b.last_error})" if b.last_error else ")"
+        parts.append(text)
+    return Text("Audit sinks: " + "; ".join(parts), style="red" if late else "")
+
+
 def interventions_line(s: Snapshot) -> Text:
     i = s.interventions
     return Text(
@@ -196,6 +215,7 @@ def status_view(s: Snapshot, firing: Firing) -> RenderableType:
         approvals_part(s),
         tools_table(s),
         interventions_line(s),
+        *([sinks_line(s)] if s.sinks else []),
         alerts_part(firing),
     ]
     return Group(*parts)

@@ -72,6 +72,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from _approvals(snapshot)
     yield from _interventions(snapshot)
     yield from _notices(snapshot)
+    yield from _sinks(snapshot)
     if snapshot.totals is not None:
         yield from _totals(snapshot.totals)
     yield from _self(snapshot)
@@ -183,6 +184,28 @@ def _notices(s: Snapshot) -> Iterator[Metric]:
         sent.add_metric([name], counts.sent)
         dropped.add_metric([name], counts.dropped)
     yield from (queued, oldest, sent, dropped)
+
+
+def _sinks(s: Snapshot) -> Iterator[Metric]:
+    pending = GaugeMetricFamily(
+        "handrail_audit_sink_pending",
+        "Audit records queued for a sink and not delivered yet, by sink.",
+        labels=["sink"],
+    )
+    oldest = GaugeMetricFamily(
+        "handrail_audit_sink_oldest_pending_age_seconds",
+        "How long ago the oldest undelivered record of a sink was logged (0 if none).",
+        labels=["sink"],
+    )
+    delivered = CounterMetricFamily(
+        "handrail_audit_sink_delivered", "Audit records delivered, by sink.", labels=["sink"]
+    )
+    for name, backlog in sorted(s.sinks.items()):
+        pending.add_metric([name], backlog.pending)
+        first = backlog.oldest_logged_at
+        oldest.add_metric([name], 0.0 if first is None else max(0.0, s.taken_at - first))
+        delivered.add_metric([name], backlog.delivered)
+    yield from (pending, oldest, delivered)
 
 
 def _totals(t: Cumulative) -> Iterator[Metric]:

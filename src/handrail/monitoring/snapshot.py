@@ -56,7 +56,7 @@ from handrail.journal import Event, EventKind, TaskState, TaskStatus, apply, fol
 
 if TYPE_CHECKING:
     from handrail.approvals import Approval
-    from handrail.audit.log import AuditLog
+    from handrail.audit.log import AuditLog, Backlog
     from handrail.audit.record import StoredRecord
     from handrail.monitoring.totals import Cumulative
     from handrail.notify.outbox import NoticeCounts
@@ -223,6 +223,8 @@ class Snapshot:
     totals: Cumulative | None = field(default=None, compare=False)
     notices: Mapping[str, NoticeCounts] = field(default_factory=dict)
     """The notification outbox per notifier: queued, sent, given up."""
+    sinks: Mapping[str, Backlog] = field(default_factory=dict)
+    """The audit log's outbox per sink: pending, delivered, the head's attempts and error."""
 
     @property
     def since(self) -> float:
@@ -286,6 +288,7 @@ class Snapshot:
                 "approval_ratio": self.interventions.approval_ratio,
             },
             "notifications": {name: _plain(c) for name, c in sorted(self.notices.items())},
+            "audit_sinks": {name: _plain(b) for name, b in sorted(self.sinks.items())},
         }
 
 
@@ -360,6 +363,7 @@ def take_snapshot(
         elapsed_seconds=time.perf_counter() - started,
         totals=totals,
         notices=store.notice_outbox().counts(),
+        sinks={name: log.backlog(name) for name in log.sinks()},
     )
 
 

@@ -478,6 +478,9 @@ class PostgresAuditLog(StoredTreeProofs):
         params = {"sink": sink, "record_id": record_id, "next_at": next_at, "error": error}
         self._pool.run(lambda c: c.execute(_Q["failed"], params))
 
+    def sinks(self) -> list[str]:
+        return self._pool.run(lambda conn: [r[0] for r in conn.execute(_Q["sinks"])])
+
     def backlog(self, sink: str) -> Backlog:
         def read(conn: _Conn) -> Backlog:
             pending, delivered = _one(conn, "backlog_counts", {"sink": sink})

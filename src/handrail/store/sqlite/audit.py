@@ -350,6 +350,9 @@ class SQLiteAuditLog(StoredTreeProofs):
     def failed(self, sink: str, record_id: int, *, next_at: float, error: str) -> None:
         self._write(lambda c: c.execute(_Q["failed"], (next_at, error, sink, record_id)))
 
+    def sinks(self) -> list[str]:
+        return self._run(lambda conn: [r[0] for r in conn.execute(_Q["sinks"])])
+
     def backlog(self, sink: str) -> Backlog:
         def read(conn: sqlite3.Connection) -> Backlog:
             pending, delivered = conn.execute(_Q["backlog_counts"], (sink,)).fetchone()

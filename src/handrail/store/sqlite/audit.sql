@@ -120,6 +120,16 @@ UPDATE handrail_audit_outbox
 SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?
 WHERE sink = ? AND record_id = ? AND delivered_at IS NULL;
 
+-- name: sinks
+-- The distinct sinks, one index probe each (a skip scan of the outbox's primary key).
+WITH RECURSIVE s (sink) AS (
+    SELECT min(sink) FROM handrail_audit_outbox
+    UNION ALL
+    SELECT (SELECT min(sink) FROM handrail_audit_outbox WHERE sink > s.sink)
+    FROM s WHERE s.sink IS NOT NULL
+)
+SELECT sink FROM s WHERE sink IS NOT NULL;
+
 -- name: backlog_counts
 SELECT count(*) FILTER (WHERE delivered_at IS NULL), count(*) FILTER (WHERE delivered_at IS NOT NULL)
 FROM handrail_audit_outbox WHERE sink = ?;
