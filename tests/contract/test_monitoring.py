@@ -489,6 +489,7 @@ def test_the_notification_outbox_in_the_snapshot_the_status_line_and_the_exposit
     families = samples(render_metrics(Monitor(app.store, clock=clock)).decode())
     assert families["handrail_notifications_queued"].type == "gauge"
     assert families["handrail_notifications_sent"].type == "counter"
+    assert families["handrail_notifications_dropped"].type == "gauge"
 
     def value(name: str, notifier: str) -> float:
         return next(

@@ -70,6 +70,9 @@ def test_alert_rules_have_the_prometheus_rule_shape() -> None:
         "HandrailMissedApprovals",
         "HandrailToolSuccessRateLow",
         "HandrailHumanInterventionRateHigh",
+        "HandrailNotificationsGivenUp",
+        "HandrailNotificationsDelayed",
+        "HandrailAuditSinkBehind",
     } <= names
     for rule in rules:
         assert set(rule) <= {"alert", "expr", "for", "labels", "annotations", "keep_firing_for"}

@@ -172,9 +172,10 @@ def _notices(s: Snapshot) -> Iterator[Metric]:
     sent = CounterMetricFamily(
         "handrail_notifications_sent", "Notifications sent, by notifier.", labels=["notifier"]
     )
-    dropped = CounterMetricFamily(
+    dropped = GaugeMetricFamily(  # not a counter: an operator's retry takes them back
         "handrail_notifications_dropped",
-        "Notifications given up after the dispatcher's last attempt, by notifier.",
+        "Notifications given up after the dispatcher's last attempt and not retried, by "
+        "notifier (`handrail notifications retry` queues them again).",
         labels=["notifier"],
     )
     for name, counts in sorted(s.notices.items()):
