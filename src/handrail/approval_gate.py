@@ -54,6 +54,7 @@ class GateSettings:
     policy: ApprovalPolicy
     max_pending: int | None = 100
     queue_recheck: float = 5.0
+    queue_recheck_max: float = 300.0
     notify: Notify | None = None
 
 
@@ -300,7 +301,7 @@ def _queue_if_full(
     ctx: TaskContext, tool: Tool, index: int, group: str, settings: GateSettings, now: float
 ) -> None:
     """Flood control: past the group's cap, the call queues (nothing lost) and re-checks."""
-    from handrail.decisions import group_load
+    from handrail.approval_load import group_load
 
     assert settings.max_pending is not None
     mine = ctx.state.queued_for_approval.get(index)
@@ -309,7 +310,11 @@ def _queue_if_full(
     ahead = sum(1 for entry in queued if entry < my_turn)
     if pending + ahead < settings.max_pending:
         return
-    due = now + settings.queue_recheck
+    # A call N places from a free slot re-checks N times less often (up to a cap): with
+    # thousands queued, the re-checks stay a few per second, and the head of the queue
+    # still looks every ``queue_recheck`` seconds.
+    behind = pending + ahead - settings.max_pending + 1
+    due = now + min(settings.queue_recheck * behind, settings.queue_recheck_max)
     if mine is not None:
         _park(ctx, [], due, f"approval queue of group {group} is full")
     event = ctx._event(

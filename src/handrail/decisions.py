@@ -61,25 +61,6 @@ def find_approval(store: Store, request_id: str) -> Approval:
     raise NotFoundError("approval request", request_id)
 
 
-def group_load(
-    store: Store, group: str, *, exclude_task: str | None = None
-) -> tuple[int, list[tuple[float, str]]]:
-    """How loaded an approver group is: its pending requests, and the calls queued for it
-    (``(queued_at, task_id)``, oldest first)."""
-    pending = 0
-    queued: list[tuple[float, str]] = []
-    for record in store.list_tasks(statuses=_AWAITING, limit=100_000):
-        if record.task_id == exclude_task:
-            continue
-        state = fold(store.load_events(record.task_id), record.task_id)
-        pending += sum(1 for a in state.approvals.values() if a.open and a.request.group == group)
-        for entry in state.queued_for_approval.values():
-            if entry.get("group") == group:
-                queued.append((float(entry["queued_at"]), record.task_id))
-    queued.sort()
-    return pending, queued
-
-
 def decide(
     store: Store,
     clock: Clock,

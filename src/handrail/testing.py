@@ -306,6 +306,10 @@ class MemoryStore:
         with self._lock:
             return list(self._events.get(task_id, ()))
 
+    def last_seqs(self, task_ids: Sequence[str]) -> dict[str, int]:
+        with self._lock:
+            return {t: self._events[t][-1].seq for t in task_ids if self._events.get(t)}
+
     def get_task(self, task_id: str) -> TaskRecord | None:
         with self._lock:
             return self._tasks.get(task_id)

@@ -589,6 +589,61 @@ def test_past_the_cap_gated_calls_queue_and_the_operator_is_told(
     app.close()
 
 
+def test_queued_calls_recheck_less_often_the_further_back_they_wait(
+    make_app: MakeApp, clock: ManualClock
+) -> None:
+    import dataclasses
+
+    sent = Sent()
+    app, renew = renewal_app(make_app, sent, max_pending_approvals=1, max_inline_wait=0)
+    app.gate_settings = dataclasses.replace(app.gate_settings, queue_recheck_max=12.0)
+    t0 = clock.now()
+    due = []
+    for vendor in ("a", "b", "c", "d"):
+        handle = app.run(renew, vendor)
+        record = app.store.get_task(handle.task_id)
+        assert record is not None
+        due.append(record.run_at)
+        clock.advance(1)
+    # a got the slot; b, c and d wait one, two and three places from it: they re-check
+    # in 5 s, 10 s, then the cap (12 s)
+    assert due[1:] == [t0 + 1 + 5.0, t0 + 2 + 10.0, t0 + 3 + 12.0]
+    app.close()
+
+
+def test_the_group_load_follows_every_journal_that_moved(
+    make_app: MakeApp, clock: ManualClock
+) -> None:
+    from handrail.approval_load import group_load
+
+    sent = Sent()
+    app, renew = renewal_app(make_app, sent, max_pending_approvals=1, max_inline_wait=0)
+    a = app.run(renew, "a")
+    clock.advance(1)
+    b = app.run(renew, "b")
+    group = pending(app, a.task_id).request.group
+    load = group_load(app.store, group)
+    assert (load[0], [t for _, t in load[1]]) == (1, [b.task_id])
+    # a's request is approved and b, re-checking in another process (its own store
+    # object), gets its own request. This process never saw b's task leave "awaiting
+    # approval": only b's journal's last sequence number tells that its share changed.
+    other, _ = renewal_app(make_app, sent, max_pending_approvals=1, max_inline_wait=0)
+    other.approve(pending(other, a.task_id).request_id, by="dana")
+    other.execute(a.task_id)
+    clock.advance(10)
+    other.execute(b.task_id)
+    assert b.status() is TaskStatus.AWAITING_APPROVAL
+    assert group_load(app.store, group) == (1, [])
+    assert group_load(app.store, group, exclude_task=b.task_id) == (0, [])
+    assert app.store.last_seqs([a.task_id, b.task_id, "nope"]) == {
+        a.task_id: app.store.load_events(a.task_id)[-1].seq,
+        b.task_id: app.store.load_events(b.task_id)[-1].seq,
+    }
+    assert app.store.last_seqs([]) == {}
+    other.close()
+    app.close()
+
+
 class RecordingNotifier:
     """A notifier that keeps what it is sent (the real ones are tested in integration)."""
 

@@ -211,6 +211,11 @@ SELECT task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning
     error, actor, data
 FROM handrail_events WHERE task_id = %(task_id)s ORDER BY seq;
 
+-- name: last_seqs
+SELECT task_id, max(seq) FROM handrail_events
+WHERE task_id = ANY(%(task_ids)s::text[])
+GROUP BY task_id;
+
 -- name: get_task
 SELECT task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
     lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds

@@ -90,6 +90,11 @@ SELECT task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning
     error, actor, data
 FROM handrail_events WHERE task_id = ? ORDER BY seq;
 
+-- name: last_seqs
+SELECT task_id, max(seq) FROM handrail_events
+WHERE task_id IN (SELECT value FROM json_each(?))
+GROUP BY task_id;
+
 -- name: get_task
 SELECT task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,
     lease_expires_at, epoch, cancel_requested_by, initiator, max_execution_seconds
