@@ -3,9 +3,9 @@
 Flood control asks this at every gated call and at every re-check of a queued one, so it
 must stay cheap when thousands of tasks wait. A task's share of the load is a fold of its
 journal; this module keeps that share per task, per store, in the process, and folds a
-journal again only when its last sequence number moved on (``Store.last_seqs``: one read
-for every waiting task). A journal only grows, so an unchanged last sequence number means
-an unchanged share.
+journal again only when its last sequence number moved on (``Store.last_seqs``: the
+waiting tasks and their last sequence numbers in one read). A journal only grows, so an
+unchanged last sequence number means an unchanged share.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def group_load(
 ) -> tuple[int, list[tuple[float, str]]]:
     """How loaded an approver group is: its pending requests, and the calls queued for it
     (``(queued_at, task_id)``, oldest first), leaving out ``exclude_task``."""
-    waiting = [r.task_id for r in store.list_tasks(statuses=_AWAITING, limit=100_000)]
-    seqs = store.last_seqs(waiting)
+    seqs = store.last_seqs(_AWAITING)
+    waiting = list(seqs)
     with _lock:
         try:
             known = _shares.setdefault(store, {})
@@ -61,7 +61,7 @@ def group_load(
             known = {}
         shares = {t: known[t] for t in waiting if t in known and known[t].seq == seqs.get(t)}
     for task_id in waiting:
-        if task_id not in shares and task_id in seqs:
+        if task_id not in shares:
             shares[task_id] = _share(store, task_id)
     with _lock:
         known.clear()  # what no longer waits is forgotten

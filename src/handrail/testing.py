@@ -306,9 +306,14 @@ class MemoryStore:
         with self._lock:
             return list(self._events.get(task_id, ()))
 
-    def last_seqs(self, task_ids: Sequence[str]) -> dict[str, int]:
+    def last_seqs(self, statuses: Sequence[TaskStatus]) -> dict[str, int]:
+        wanted = set(statuses)
         with self._lock:
-            return {t: self._events[t][-1].seq for t in task_ids if self._events.get(t)}
+            return {
+                task_id: self._events[task_id][-1].seq
+                for task_id, task in self._tasks.items()
+                if task.status in wanted and self._events.get(task_id)
+            }
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         with self._lock:

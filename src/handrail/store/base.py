@@ -332,9 +332,10 @@ class Store(Protocol):
     def load_events(self, task_id: str) -> list[Event]:
         """The task's journal in order; empty if the task does not exist."""
 
-    def last_seqs(self, task_ids: Sequence[str]) -> dict[str, int]:
-        """The sequence number of the last event of each of ``task_ids`` that exists, in
-        one read: what tells a cache of folded journals which ones moved on."""
+    def last_seqs(self, statuses: Sequence[TaskStatus]) -> dict[str, int]:
+        """Every task in one of ``statuses``, with the sequence number of its journal's
+        last event, in one read: what tells a cache of folded journals which ones are
+        there and which moved on."""
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         """The task row, or ``None``."""

@@ -458,12 +458,10 @@ class PostgresStore:
         rows = self._read(lambda c: c.execute(_Q["load_events"], {"task_id": task_id}).fetchall())
         return [row_to_event(r) for r in rows]
 
-    def last_seqs(self, task_ids: Sequence[str]) -> dict[str, int]:
-        if not task_ids:
-            return {}
-        params = {"task_ids": list(task_ids)}
+    def last_seqs(self, statuses: Sequence[TaskStatus]) -> dict[str, int]:
+        params = {"statuses": [s.value for s in statuses]}
         rows = self._read(lambda c: c.execute(_Q["last_seqs"], params).fetchall())
-        return dict(rows)
+        return {task_id: seq for task_id, seq in rows if seq is not None}
 
     def read_task(self, task_id: str) -> tuple[TaskRecord, list[Event]] | None:
         rows = self._read(lambda c: c.execute(_Q["read_task"], {"task_id": task_id}).fetchall())

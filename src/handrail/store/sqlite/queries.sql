@@ -91,9 +91,9 @@ SELECT task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning
 FROM handrail_events WHERE task_id = ? ORDER BY seq;
 
 -- name: last_seqs
-SELECT task_id, max(seq) FROM handrail_events
-WHERE task_id IN (SELECT value FROM json_each(?))
-GROUP BY task_id;
+SELECT t.task_id, (SELECT max(e.seq) FROM handrail_events e WHERE e.task_id = t.task_id)
+FROM handrail_tasks t
+WHERE t.status IN (SELECT value FROM json_each(?));
 
 -- name: get_task
 SELECT task_id, workflow, queue, status, created_at, updated_at, run_at, lease_owner,

@@ -442,12 +442,10 @@ class SQLiteStore:
         rows = self._read(lambda c: c.execute(_Q["load_events"], (task_id,)).fetchall())
         return [row_to_event(r) for r in rows]
 
-    def last_seqs(self, task_ids: Sequence[str]) -> dict[str, int]:
-        if not task_ids:
-            return {}
-        ids = json.dumps(list(task_ids))
-        rows = self._read(lambda c: c.execute(_Q["last_seqs"], (ids,)).fetchall())
-        return dict(rows)
+    def last_seqs(self, statuses: Sequence[TaskStatus]) -> dict[str, int]:
+        wanted = json.dumps([s.value for s in statuses])
+        rows = self._read(lambda c: c.execute(_Q["last_seqs"], (wanted,)).fetchall())
+        return {task_id: seq for task_id, seq in rows if seq is not None}
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._read(lambda c: c.execute(_Q["get_task"], (task_id,)).fetchone())
