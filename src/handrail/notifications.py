@@ -46,6 +46,10 @@ RECOVER_EVERY = 5.0
 """Seconds between two renewals of this process's holds, and between two claims of
 orphaned notices by a worker."""
 
+CLAIM_ROUNDS = 10
+"""At most this many claims of 100 notices per recovery round: a backlog far larger than
+the dispatcher's queue is taken over a round at a time, not in one spin."""
+
 SWEEP_EVERY = 60.0
 """Seconds between two sweeps of the journal for open requests without a notice."""
 
@@ -94,7 +98,7 @@ class Notifications:
 
                 self._dispatcher = NotificationDispatcher(
                     self.notifiers,
-                    on_settled=self._settled if self.store else None,
+                    on_settled=None if self.store is None else self._settled,
                     **self.dispatcher_options,
                 )
             return self._dispatcher
@@ -199,7 +203,7 @@ class Notifications:
             return 0
         handed = self._sweep(dispatcher) if sweep else 0
         names = [n.name for n in self.notifiers]
-        while True:
+        for _ in range(CLAIM_ROUNDS):  # the rest waits for the next round
             now = self._now()
             notices = outbox.claim(
                 names, holder=self._holder(), now=now, hold_until=now + self.hold_seconds
@@ -209,7 +213,8 @@ class Notifications:
                 self._resubmit(dispatcher, notice)
             handed += len(notices)
             if len(notices) < 100:
-                return handed
+                break
+        return handed
 
     def _resubmit(self, dispatcher: NotificationDispatcher, notice: Notice) -> None:
         from handrail.notify import Notification
