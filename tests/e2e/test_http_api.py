@@ -62,6 +62,8 @@ def test_every_api_route_needs_a_token(client: httpx.Client, site: Site) -> None
         ("POST", "/api/approvals/x/y/decision"),
         ("GET", "/api/interventions"),
         ("POST", "/api/halts"),
+        ("GET", "/api/notifications"),
+        ("POST", "/api/notifications/retry"),
         ("GET", "/api/me"),
     ]:
         r = client.request(method, path)
@@ -575,3 +577,45 @@ def test_no_input_makes_the_server_fail(fuzz_target: tuple[Any, str], mode: str)
             assert mode == "negative", operation.label
             skipped.append(operation.label)
     assert len(skipped) <= 3, skipped
+
+
+# -- notifications ------------------------------------------------------------------------
+
+
+def test_notifications_list_and_retry(client: httpx.Client, site: Site) -> None:
+    from handrail.notify.outbox import NewNotice
+
+    outbox = site.app.store.notice_outbox()
+    added = outbox.enqueue(
+        [NewNotice("webhook", f"approval_requested:t{n}/r", "approval_requested", "{}", 1e9)
+         for n in range(3)],
+        holder="gone",
+        hold_until=1e9 + 30,
+    )  # fmt: skip
+    ids = [n.notice_id for n in added]
+    outbox.settle(ids[:1], now=1e9 + 1, sent=True, attempts=0)
+    outbox.settle(ids[1:], now=1e9 + 2, sent=False, attempts=8, error="ConnectError: refused")
+
+    listed = client.get("/api/notifications", headers=site.headers("audrey")).json()
+    assert [(n["notice_id"], n["state"]) for n in listed] == [
+        (ids[2], "dropped"), (ids[1], "dropped"), (ids[0], "sent"),
+    ]  # fmt: skip
+    assert listed[0]["last_error"] == "ConnectError: refused"
+    r = client.get("/api/notifications", params={"state": "gone"}, headers=site.headers("eric"))
+    assert r.status_code == 422
+
+    # only an operator retries, naming what
+    r = client.post("/api/notifications/retry", headers=site.headers("audrey"), json={"all": True})
+    assert r.status_code == 403
+    h = site.headers("olivia")
+    r = client.post("/api/notifications/retry", headers=h, json={})
+    assert r.status_code == 422
+    assert "notice_ids" in r.json()["detail"]
+    r = client.post("/api/notifications/retry", headers=h, json={"notice_ids": [ids[1]]})
+    assert r.json() == {"requeued": 1}
+    r = client.post("/api/notifications/retry", headers=h, json={"notice_ids": [ids[0]]})
+    assert r.status_code == 409
+    r = client.post("/api/notifications/retry", headers=h, json={"all": True})
+    assert r.json() == {"requeued": 1}
+    states = client.get("/api/notifications", params={"state": "queued"}, headers=h).json()
+    assert sorted(n["notice_id"] for n in states) == ids[1:]

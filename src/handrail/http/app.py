@@ -42,7 +42,15 @@ from handrail.errors import (
 from handrail.http import dashboard
 from handrail.http.access import Anyone, Services
 from handrail.http.models import Me
-from handrail.http.routes import approvals, audit, halts, interventions, metrics, tasks
+from handrail.http.routes import (
+    approvals,
+    audit,
+    halts,
+    interventions,
+    metrics,
+    notifications,
+    tasks,
+)
 from handrail.monitoring import Monitor
 from handrail.store.base import Store
 
@@ -181,7 +189,7 @@ def create_app(
     def me(who: Anyone) -> Me:
         return Me(name=who.name, roles=sorted(who.roles))
 
-    for module in (tasks, approvals, interventions, halts, audit, metrics):
+    for module in (tasks, approvals, interventions, halts, notifications, audit, metrics):
         app.include_router(module.router)
     dashboard.install(app, secret=secret, max_age=session_max_age)
     return app

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from handrail.approvals import Approval, Decision
 from handrail.journal import Event, Intervention, StepState, TaskStatus
+from handrail.notify.outbox import NoticeState
 from handrail.ops import TaskView
 from handrail.store.base import Halt, TaskRecord
 
@@ -338,3 +339,40 @@ class HaltBody(_Body):
 class ReleaseBody(_Body):
     scope: Literal["task", "tool", "all"]
     target: str | None = Field(default=None, max_length=500)
+
+
+class NoticeOut(BaseModel):
+    """A notification in the outbox: where it is (queued, sent, dropped), who holds it,
+    its failed attempts and last error."""
+
+    notice_id: int
+    notifier: str
+    key: str
+    kind: str
+    created_at: float
+    state: Literal["queued", "sent", "dropped"]
+    attempts: int
+    last_error: str | None
+    held_by: str | None
+    held_until: float | None
+    sent_at: float | None
+    dropped_at: float | None
+
+    @classmethod
+    def of(cls, n: NoticeState) -> NoticeOut:
+        return cls(**dataclasses.asdict(n))
+
+
+class RetryBody(_Body):
+    """Which given-up notifications to queue again: ``notice_ids``, or ``all`` of them
+    (of ``notifier``, if given)."""
+
+    notice_ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(default=[], max_length=1000)
+    all: bool = False
+    notifier: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class Requeued(BaseModel):
+    """How many given-up notifications were queued again."""
+
+    requeued: int
