@@ -14,12 +14,14 @@ replay alike), and decides from the journal:
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from handrail import serde
+from handrail.approval_load import group_load, group_lock
 from handrail.approvals import (
     APPROVED,
     AUTO_APPROVE_TIMER,
@@ -230,11 +232,42 @@ def _request(
     why: str | None = None,
 ) -> NoReturn:
     """Journal a new request (or queue it when its approver group is full) and suspend."""
-    state = ctx.state
-    now = ctx._clock.now()
     group = policy.group_name
-    if settings.max_pending is not None:
-        _queue_if_full(ctx, tool, index, group, settings, now)
+    journal = functools.partial(
+        _journal_request, ctx, tool, index, args, kwargs, params, policy, reasoning, expected,
+        supersedes=supersedes, why=why,
+    )  # fmt: skip
+    if settings.max_pending is None:
+        request = journal(ctx._clock.now())
+    else:
+        # The group's load is read and the request (or the queued call) written under the
+        # group's lock, so this process's workers never pass the cap together.
+        with group_lock(ctx._store, group):
+            now = ctx._clock.now()
+            _queue_if_full(ctx, tool, index, group, settings, now)
+            request = journal(now)
+    _notify(ctx, "approval_requested", {"request": request})
+    raise Suspended(f"waiting for approval {request.request_id}")
+
+
+def _journal_request(
+    ctx: TaskContext,
+    tool: Tool,
+    index: int,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    params: dict[str, Any],
+    policy: ApprovalPolicy,
+    reasoning: str | None,
+    expected: str | None,
+    now: float,
+    *,
+    supersedes: str | None,
+    why: str | None,
+) -> ApprovalRequest:
+    """Write the ``approval_requested`` event of a new request; return the request."""
+    state = ctx.state
+    group = policy.group_name
     rev = tool.reversibility.value
     auto_approve = policy.auto_approve_for(rev)
     auto_deny = policy.auto_deny_after
@@ -288,8 +321,7 @@ def _request(
         [event], status=TaskStatus.AWAITING_APPROVAL, run_at=_first(remind_at, expires_at),
         release=True,
     )  # fmt: skip
-    _notify(ctx, "approval_requested", {"request": request})
-    raise Suspended(f"waiting for approval {request.request_id}")
+    return request
 
 
 def _first(*times: float | None) -> float | None:
@@ -301,8 +333,6 @@ def _queue_if_full(
     ctx: TaskContext, tool: Tool, index: int, group: str, settings: GateSettings, now: float
 ) -> None:
     """Flood control: past the group's cap, the call queues (nothing lost) and re-checks."""
-    from handrail.approval_load import group_load
-
     assert settings.max_pending is not None
     mine = ctx.state.queued_for_approval.get(index)
     my_turn = (mine["queued_at"] if mine else now, ctx.task_id)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from handrail.journal import TaskStatus, fold
 from handrail.store.base import Store
 
-__all__ = ["group_load"]
+__all__ = ["group_load", "group_lock"]
 
 _AWAITING = [TaskStatus.AWAITING_APPROVAL]
 
@@ -33,6 +33,21 @@ class _Share:
 
 _lock = threading.Lock()
 _shares: weakref.WeakKeyDictionary[Store, dict[str, _Share]] = weakref.WeakKeyDictionary()
+_group_locks: weakref.WeakKeyDictionary[Store, dict[str, threading.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def group_lock(store: Store, group: str) -> threading.Lock:
+    """The lock under which this process reads ``group``'s load and writes a request or a
+    queued call for it, so that its workers never pass the cap together. (Processes do
+    not share it: two processes gating at the same moment may each pass by one.)"""
+    with _lock:
+        try:
+            locks = _group_locks.setdefault(store, {})
+        except TypeError:  # a store that cannot be weakly referenced: one lock per call
+            return threading.Lock()
+        return locks.setdefault(group, threading.Lock())
 
 
 def _share(store: Store, task_id: str) -> _Share:

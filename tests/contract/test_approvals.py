@@ -3,6 +3,7 @@ suspension and flood control (issue 3; DESIGN.md invariants 4, 5, 8, 9)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -644,6 +645,37 @@ def test_the_group_load_follows_every_journal_that_moved(
     }
     assert app.store.last_seqs([]) == {}
     other.close()
+    app.close()
+
+
+def test_workers_gating_together_never_pass_the_cap(make_app: MakeApp) -> None:
+    import threading
+
+    app = make_app(max_pending_approvals=2)
+    app.clock = handrail.SystemClock()
+    together = threading.Barrier(6, timeout=30)
+
+    @app.tool(idempotent=True)
+    def line_up(vendor: str) -> str:
+        together.wait()  # six worker threads reach the gate at the same moment
+        return vendor
+
+    @app.tool(reversibility="irreversible", describe="Send the renewal notice to {vendor}")
+    def send_notice(vendor: str) -> str:
+        return vendor
+
+    @app.workflow
+    def renew(ctx: TaskContext, vendor: str) -> str:
+        return send_notice(line_up(vendor))
+
+    handles = [app.start(renew, f"v{n}") for n in range(6)]
+    with app.worker(concurrency=6, poll_interval=0.05):
+        deadline = time.monotonic() + 30
+        while any(h.status() is not TaskStatus.AWAITING_APPROVAL for h in handles):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    requests = sum(len(app.approvals(task_id=h.task_id)) for h in handles)
+    assert requests == 2  # the other four are queued
     app.close()
 
 
