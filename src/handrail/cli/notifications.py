@@ -7,6 +7,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from handrail import notice_ops
 from handrail.cli import json_output, render
 from handrail.cli.runtime import runtime
 
@@ -26,8 +27,7 @@ def notifications() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_notices(notifier: str | None, state: str | None, limit: int, as_json: bool) -> None:
     """List notices, newest first, with their attempts and last error."""
-    outbox = runtime().store().notice_outbox()
-    items = outbox.list(notifier=notifier, state=state, limit=limit)
+    items = notice_ops.list_notices(runtime().store(), notifier=notifier, state=state, limit=limit)
     if as_json:
         json_output.emit(
             [
@@ -84,8 +84,8 @@ def retry(notice_ids: tuple[int, ...], everything: bool, notifier: str | None) -
         raise click.UsageError("name the notices to retry (NOTICE_ID ...) or pass --all")
     rt = runtime()
     actor = rt.actor("retrying notifications")
-    outbox = rt.store().notice_outbox()
-    count = outbox.requeue(None if everything else list(notice_ids), notifier=notifier)
+    ids = None if everything else list(notice_ids)
+    count = notice_ops.retry_notices(rt.store(), actor=actor, notice_ids=ids, notifier=notifier)
     if count == 0:
         raise click.ClickException(
             "no given-up notification matched; `handrail notifications list --state dropped` "

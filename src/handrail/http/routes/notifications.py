@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
 
+from handrail import notice_ops
 from handrail.http.access import Anyone, Operator, Svc
 from handrail.http.models import NoticeOut, Requeued, RetryBody
 from handrail.http.routes.common import ERRORS
@@ -22,8 +23,8 @@ def list_notices(
     state: Annotated[Literal["queued", "sent", "dropped"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[NoticeOut]:
-    outbox = svc.store.notice_outbox()
-    return [NoticeOut.of(n) for n in outbox.list(notifier=notifier, state=state, limit=limit)]
+    items = notice_ops.list_notices(svc.store, notifier=notifier, state=state, limit=limit)
+    return [NoticeOut.of(n) for n in items]
 
 
 @router.post("/retry", response_model=Requeued, summary="Queue given-up notifications again")
@@ -31,8 +32,10 @@ def retry(svc: Svc, who: Operator, body: RetryBody) -> Requeued:
     """Once a notifier's endpoint is fixed: a running worker sends them within seconds."""
     if bool(body.notice_ids) == body.all:
         raise HTTPException(422, "name the notices to retry (notice_ids) or set all")
-    outbox = svc.store.notice_outbox()
-    count = outbox.requeue(None if body.all else body.notice_ids, notifier=body.notifier)
+    ids = None if body.all else body.notice_ids
+    count = notice_ops.retry_notices(
+        svc.store, actor=who.name, notice_ids=ids, notifier=body.notifier
+    )
     if count == 0:
         raise HTTPException(409, "no given-up notification matched (GET /api/notifications)")
     return Requeued(requeued=count)
