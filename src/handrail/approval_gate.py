@@ -241,7 +241,7 @@ def _request(
         request = journal(ctx._clock.now())
     else:
         # The group's load is read and the request (or the queued call) written under the
-        # group's lock, so this process's workers never pass the cap together.
+        # group's lock, which every process on the store shares: none passes the cap.
         with group_lock(ctx._store, group):
             now = ctx._clock.now()
             _queue_if_full(ctx, tool, index, group, settings, now)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from handrail.journal import TaskStatus, fold
@@ -33,21 +34,13 @@ class _Share:
 
 _lock = threading.Lock()
 _shares: weakref.WeakKeyDictionary[Store, dict[str, _Share]] = weakref.WeakKeyDictionary()
-_group_locks: weakref.WeakKeyDictionary[Store, dict[str, threading.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
-def group_lock(store: Store, group: str) -> threading.Lock:
-    """The lock under which this process reads ``group``'s load and writes a request or a
-    queued call for it, so that its workers never pass the cap together. (Processes do
-    not share it: two processes gating at the same moment may each pass by one.)"""
-    with _lock:
-        try:
-            locks = _group_locks.setdefault(store, {})
-        except TypeError:  # a store that cannot be weakly referenced: one lock per call
-            return threading.Lock()
-        return locks.setdefault(group, threading.Lock())
+def group_lock(store: Store, group: str) -> AbstractContextManager[None]:
+    """The lock under which flood control reads ``group``'s load and writes a request or
+    a queued call for it: one gating at a time per group, in every process on the store,
+    so that none passes the cap (``Store.named_lock``)."""
+    return store.named_lock(f"handrail:approval-group:{group}")
 
 
 def _share(store: Store, task_id: str) -> _Share:

@@ -16,6 +16,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 from handrail.errors import CancelRequested, Halted, LeaseLost, StaleWriteError, TaskExistsError
 from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
+from handrail.store._locks import LocalLocks
 from handrail.store.base import (
     UNSET,
     CircuitState,
@@ -75,6 +77,10 @@ class MemoryStore:
         self._wakeups = LocalWakeups()
         self._audit_log: MemoryAuditLog | None = None
         self._notice_outbox: MemoryNoticeOutbox | None = None
+        self._named_locks = LocalLocks()
+
+    def named_lock(self, name: str) -> AbstractContextManager[None]:
+        return self._named_locks.hold(name)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -348,3 +348,34 @@ def test_rate_tokens_per_fixed_window(store: Store) -> None:
     assert store.take_rate_token("k", now=start + 5, limit=3, interval=10) == start + 10
     assert store.take_rate_token("other", now=start + 5, limit=3, interval=10) is None
     assert store.take_rate_token("k", now=start + 10, limit=3, interval=10) is None
+
+
+def test_a_named_lock_has_one_holder_across_store_objects(
+    store_factory: Callable[[], Store],
+) -> None:
+    first, second = store_factory(), store_factory()  # two "processes" on one database
+    inside: list[str] = []
+    overlaps: list[str] = []
+    entered = threading.Event()
+
+    def hold(store: Store, who: str, name: str, wait: float) -> None:
+        with store.named_lock(name):
+            if inside and name == "group-a":
+                overlaps.append(who)
+            inside.append(who)
+            entered.set()
+            threading.Event().wait(wait)
+            inside.remove(who)
+
+    a = threading.Thread(target=hold, args=(first, "a", "group-a", 0.3))
+    a.start()
+    assert entered.wait(10)
+    # another name is free at once; the same name waits for the holder
+    with second.named_lock("group-b"):
+        assert inside == ["a"]
+    b = threading.Thread(target=hold, args=(second, "b", "group-a", 0.0))
+    b.start()
+    a.join(10)
+    b.join(10)
+    assert overlaps == []
+    assert inside == []

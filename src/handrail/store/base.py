@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -331,6 +332,11 @@ class Store(Protocol):
 
     def load_events(self, task_id: str) -> list[Event]:
         """The task's journal in order; empty if the task does not exist."""
+
+    def named_lock(self, name: str) -> AbstractContextManager[None]:
+        """Hold ``name``'s lock (wait for it) for the ``with`` block: one holder at a time
+        among every process and thread using this store's database. For work that reads
+        and then writes across tasks (flood control's cap). Released if the holder dies."""
 
     def last_seqs(self, statuses: Sequence[TaskStatus]) -> dict[str, int]:
         """Every task in one of ``statuses``, with the sequence number of its journal's

@@ -211,6 +211,13 @@ SELECT task_id, seq, kind, ts, step_index, step_name, inputs, outputs, reasoning
     error, actor, data
 FROM handrail_events WHERE task_id = %(task_id)s ORDER BY seq;
 
+-- name: advisory_lock
+-- Named locks (Store.named_lock): a session lock on a 64-bit hash of the name.
+SELECT pg_advisory_lock(hashtextextended(%(name)s, 0));
+
+-- name: advisory_unlock
+SELECT pg_advisory_unlock(hashtextextended(%(name)s, 0));
+
 -- name: last_seqs
 SELECT t.task_id, (SELECT max(e.seq) FROM handrail_events e WHERE e.task_id = t.task_id)
 FROM handrail_tasks t

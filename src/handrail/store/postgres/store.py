@@ -14,11 +14,12 @@ that make a task runnable NOTIFY the subscribers on commit (see ``_wake``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,7 @@ from handrail.errors import (
     TaskExistsError,
 )
 from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
+from handrail.store._locks import LocalLocks
 from handrail.store._rows import (
     EVENT_COLUMNS,
     event_to_row,
@@ -110,6 +112,7 @@ class PostgresStore:
         self._where = _redact(url)
         self._connect_timeout = connect_timeout
         self._pool: ConnectionPool[_Conn] | None = None
+        self._named_locks = LocalLocks()
         try:
             # Migrate on a connection of our own first: a bad URL or a server that is not
             # there fails fast with the driver's own reason, not a pool timeout.
@@ -457,6 +460,27 @@ class PostgresStore:
     def load_events(self, task_id: str) -> list[Event]:
         rows = self._read(lambda c: c.execute(_Q["load_events"], {"task_id": task_id}).fetchall())
         return [row_to_event(r) for r in rows]
+
+    @contextlib.contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        # This process's threads one at a time (so at most one of its connections waits),
+        # then a session advisory lock, held on one pooled connection for the block; the
+        # server drops it if the connection dies.
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is closed")
+        with self._named_locks.hold(name):
+            try:
+                with pool.connection() as conn:
+                    conn.execute(_Q["advisory_lock"], {"name": name})
+                    try:
+                        yield
+                    finally:
+                        conn.execute(_Q["advisory_unlock"], {"name": name})
+            except PoolClosed:
+                raise StoreError("the store is closed") from None
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL lock {name!r}: {exc}") from exc
 
     def last_seqs(self, statuses: Sequence[TaskStatus]) -> dict[str, int]:
         params = {"statuses": [s.value for s in statuses]}

@@ -8,11 +8,12 @@ other processes of this machine through unix sockets (see ``_wake``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from handrail.errors import (
     TaskExistsError,
 )
 from handrail.journal import OPENS_STEP, Event, EventKind, TaskStatus
+from handrail.store._locks import LocalLocks, file_lock, lock_directory
 from handrail.store._rows import (
     as_json_list,
     event_to_row,
@@ -98,6 +100,20 @@ class SQLiteStore:
         self._wakeups: LocalWakeups | SocketWakeups = (
             LocalWakeups() if directory is None else SocketWakeups(directory)
         )
+        self._named_locks = LocalLocks()
+        self._lock_dir = lock_directory(self.path)
+
+    @contextlib.contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        # this process's threads one at a time, then a file lock for the other processes
+        with self._named_locks.hold(name), contextlib.ExitStack() as stack:
+            if self._lock_dir is not None:
+                try:
+                    stack.enter_context(file_lock(self._lock_dir, name))
+                except OSError as exc:
+                    where = self._lock_dir
+                    raise StoreError(f"cannot take the lock {name!r} in {where}: {exc}") from exc
+            yield
 
     # -- connections -------------------------------------------------------------------
 
