@@ -402,6 +402,15 @@ def samples(text: str) -> dict[str, Any]:
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
+def labelled(families: dict[str, Any], name: str, **labels: str) -> float:
+    """The value of family ``name``'s sample with exactly ``labels``."""
+    found: float = next(
+        s.value for s in families[name].samples
+        if s.labels == labels and not s.name.endswith("_created")
+    )  # fmt: skip
+    return found
+
+
 def test_prometheus_exposition_parses_with_the_expected_names_and_labels(
     make_app: MakeApp, clock: ManualClock
 ) -> None:
@@ -492,10 +501,7 @@ def test_the_notification_outbox_in_the_snapshot_the_status_line_and_the_exposit
     assert families["handrail_notifications_dropped"].type == "gauge"
 
     def value(name: str, notifier: str) -> float:
-        return next(
-            s.value for s in families[name].samples
-            if s.labels == {"notifier": notifier} and not s.name.endswith("_created")
-        )  # fmt: skip
+        return labelled(families, name, notifier=notifier)
 
     assert value("handrail_notifications_queued", "webhook") == 1
     assert value("handrail_notifications_oldest_queued_age_seconds", "webhook") == 397.0
@@ -538,10 +544,7 @@ def test_the_audit_sinks_backlog_in_the_snapshot_the_status_line_and_the_exposit
     assert families["handrail_audit_sink_delivered"].type == "counter"
 
     def value(name: str, sink: str) -> float:
-        return next(
-            s.value for s in families[name].samples
-            if s.labels == {"sink": sink} and not s.name.endswith("_created")
-        )  # fmt: skip
+        return labelled(families, name, sink=sink)
 
     assert value("handrail_audit_sink_pending", "siem") == 3
     assert value("handrail_audit_sink_oldest_pending_age_seconds", "siem") == 600.0
