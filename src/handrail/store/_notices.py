@@ -12,6 +12,7 @@ crash the process, not just fail.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -44,7 +45,7 @@ class Runner(Protocol[C_co]):
     def __call__(self, fn: Callable[[C_co], T], /) -> T: ...
 
 
-class SQLNoticeOutbox(Generic[C]):
+class SQLNoticeOutbox(ABC, Generic[C]):
     """A :class:`~handrail.notify.outbox.NoticeOutbox` over a store's connections."""
 
     def __init__(
@@ -91,12 +92,13 @@ class SQLNoticeOutbox(Generic[C]):
     def _execute(self, conn: C, name: str, params: Mapping[str, Any] | None = None) -> Any:
         return conn.execute(self._q[name], params or {})  # type: ignore[attr-defined]
 
+    @abstractmethod
     def _insert(
         self, conn: C, new: list[NewNotice], holder: str, hold_until: float
     ) -> list[Notice]:
         """Insert ``new`` (distinct notifier and key pairs) in one transaction, skipping a
-        pair that is there; return the inserted ones in the given order."""
-        raise NotImplementedError
+        pair that is there; return the inserted ones in the given order (each backend
+        its own way: SQLite a statement a row, PostgreSQL one ``unnest``)."""
 
     def enqueue(
         self, notices: Sequence[NewNotice], *, holder: str, hold_until: float
